@@ -1,0 +1,22 @@
+"""Datasets: the built-in multi-factor ``shapes`` videos and a user's own arrays."""
+from __future__ import annotations
+
+from ..config import DataConfig
+from .base import Factor, SequenceData
+
+__all__ = ["Factor", "SequenceData", "load_dataset"]
+
+
+def load_dataset(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
+    """(train, test) for a data config. ``test`` is None when the source has no held-out part."""
+    if cfg.name == "shapes":
+        from .shapes import shapes_split
+
+        return shapes_split(cfg.n_train, cfg.n_test, image_size=cfg.image_size, seq_len=cfg.seq_len, seed=cfg.seed)
+    if cfg.name == "arrays":
+        from .arrays import load_arrays
+
+        train = load_arrays(cfg.path, labels=cfg.labels or None)
+        test = load_arrays(cfg.test_path) if cfg.test_path else None
+        return train, test
+    raise ValueError(f"data.name={cfg.name!r} must be 'shapes' or 'arrays'")

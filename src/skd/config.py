@@ -1,0 +1,293 @@
+"""Typed, frozen configuration: TOML presets plus type-checked ``--set a.b=v`` overrides.
+
+``Config`` is split into slices that flow down unchanged: ``KoopmanAE(cfg.model)``,
+``compute_losses(..., cfg.loss)``, ``Trainer(cfg.train)``, ``load_data(cfg.data)``.
+Unknown keys and values of the wrong type are errors (``ConfigError``), never ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration file, key or value is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture (METHOD.md §1). ``kind='conv'`` for frames, ``'mlp'`` for vectors (B, T, D)."""
+
+    kind: Literal["auto", "conv", "mlp"] = "auto"  # auto: conv for frames, mlp for vectors
+    image_size: int = 64  # conv: 32 or 64 (taken from the data when training)
+    channels: int = 3  # conv: input channels (taken from the data when training)
+    width: int = 32  # conv: channels of the first conv layer (then ×2, ×4, ×8)
+    input_dim: int = 0  # mlp: D of the (B, T, D) input (taken from the data when training)
+    hidden: int = 256  # mlp: hidden width
+    layers: int = 2  # mlp: hidden layers
+    k: int = 40  # latent size
+    lstm: bool = True  # LSTM k -> k after the encoder and before the decoder
+    dropout: float = 0.2  # on Z before the reconstruction decode (reference code)
+    output: Literal["auto", "sigmoid", "linear"] = "auto"  # decoder output; auto: conv sigmoid, mlp linear
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ConfigError(f"model.k={self.k} must be >= 2")
+        if self.kind in ("auto", "conv") and self.image_size not in (32, 64):
+            raise ConfigError(f"model.image_size={self.image_size} must be 32 or 64")
+        if self.kind == "conv" and self.channels < 1:
+            raise ConfigError(f"model.channels={self.channels} must be >= 1")
+        if self.width < 1 or self.hidden < 1 or self.layers < 1:
+            raise ConfigError("model.width, model.hidden and model.layers must be >= 1")
+        if self.kind == "mlp" and self.input_dim < 1:
+            raise ConfigError(f"model.input_dim={self.input_dim} must be >= 1 for model.kind='mlp'")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+
+
+def resolve_model_config(cfg: ModelConfig, frame_shape: tuple[int, ...]) -> ModelConfig:
+    """Fill the frame geometry from the data: (C, H, W) -> conv, (D,) -> mlp.
+
+    ``kind='auto'`` picks the architecture; an explicit kind that cannot read the data is an error.
+    """
+    if len(frame_shape) == 3:
+        c, h, w = frame_shape
+        if cfg.kind == "mlp":
+            raise ConfigError(f"model.kind='mlp' cannot read video frames of shape {frame_shape}; use 'conv' or 'auto'")
+        if h != w or h not in (32, 64):
+            raise ConfigError(f"conv model needs square 32×32 or 64×64 frames, data has {h}×{w}")
+        return dataclasses.replace(cfg, kind="conv", channels=c, image_size=h)
+    if len(frame_shape) == 1:
+        if cfg.kind == "conv":
+            raise ConfigError(f"model.kind='conv' cannot read vector steps of size {frame_shape[0]}; use 'mlp' or 'auto'")
+        return dataclasses.replace(cfg, kind="mlp", input_dim=frame_shape[0])
+    raise ConfigError(f"unsupported frame shape {frame_shape}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and the spectral loss (METHOD.md §2)."""
+
+    w_rec: float = 15.0
+    w_pred: float = 1.0
+    w_eig: float = 1.0
+    static_size: int = 7  # k_s, counted in unique components (a conjugate pair counts once)
+    static_criterion: Literal["ball", "norm", "real"] = "ball"
+    dynamic_criterion: Literal["real", "thresh", "strict", "ball"] = "real"
+    eps: float = 0.5  # dynamic threshold ε
+    dynamic_ball_radius: float = 0.6  # dynamic 'ball': penalise |λ - 1| below this radius
+    ambient_pred: Literal["reference", "paper"] = "reference"
+    ridge: float = 0.0  # Tikhonov term of the least-squares fit
+    rcond: float = 1e-10  # relative eigenvalue cut-off of the normal-equation pseudo-inverse
+
+    def __post_init__(self) -> None:
+        if self.static_size < 0:
+            raise ConfigError(f"loss.static_size={self.static_size} must be >= 0")
+        if min(self.w_rec, self.w_pred, self.w_eig) < 0:
+            raise ConfigError("loss weights must be >= 0")
+        if self.ridge < 0:
+            raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping."""
+
+    epochs: int = 100
+    max_steps: int = 0  # 0 = no step limit
+    minutes: float = 0.0  # wall-clock budget, 0 = none
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 1234
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end
+    log_every: int = 10  # steps between metrics.jsonl lines
+    max_bad_steps: int = 20  # consecutive non-finite losses before stopping
+    threads: int = 0  # torch CPU threads, 0 = torch default
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size={self.batch_size} must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be > 0")
+        if self.epochs < 0 or self.max_steps < 0 or self.minutes < 0:
+            raise ConfigError("train.epochs, train.max_steps and train.minutes must be >= 0")
+        if self.checkpoint_every < 1 or self.log_every < 1 or self.max_bad_steps < 1:
+            raise ConfigError("train.checkpoint_every, log_every and max_bad_steps must be >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset: the built-in ``shapes`` generator or a user's ``arrays`` file."""
+
+    name: Literal["shapes", "arrays"] = "shapes"
+    path: str = ""  # arrays: .npy/.npz file
+    labels: str = ""  # arrays: optional label file
+    test_path: str = ""  # arrays: optional held-out file
+    n_train: int = 4000  # shapes
+    n_test: int = 512  # shapes
+    image_size: int = 32  # shapes
+    seq_len: int = 8  # shapes
+    seed: int = 0  # shapes: generator seed
+
+    def __post_init__(self) -> None:
+        if self.name == "arrays" and not self.path:
+            raise ConfigError("data.path is required when data.name='arrays'")
+        if self.n_train < 1 or self.n_test < 0:
+            raise ConfigError("data.n_train must be >= 1 and data.n_test >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss.static_size > self.model.k:
+            raise ConfigError(f"loss.static_size={self.loss.static_size} must be <= model.k={self.model.k}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- building
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert one value against a field annotation."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}={value!r} must be one of {', '.join(map(repr, choices))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}={value!r} must be true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}={value!r} must be an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}={value!r} must be a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}={value!r} must be a string")
+    raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a table, got {type(data).__name__}")
+    hints = _hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]!r} (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        where = f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, where)
+        else:
+            kwargs[name] = _coerce(value, tp, where)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from e
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated Config; unknown keys and wrong types raise ConfigError."""
+    return _build(Config, data, "")
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings to a nested dict (a copy); values parse as TOML scalars."""
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override key {key!r} must be section.key (e.g. model.k=40)")
+        section, name = parts
+        out.setdefault(section, {})
+        if not isinstance(out[section], dict):
+            raise ConfigError(f"override {key!r}: {section!r} is not a section")
+        out[section][name] = _parse_scalar(text.strip())
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot parse config file {p}: {e}") from e
+
+
+def preset_dir() -> Path:
+    """The ``configs/`` folder of presets (in the source tree or installed beside the package)."""
+    here = Path(__file__).resolve()
+    for cand in (here.parent / "configs", here.parents[2] / "configs"):
+        if cand.is_dir():
+            return cand
+    return here.parent / "configs"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Config from a TOML file or preset name (``demo`` → configs/demo.toml) plus overrides."""
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.suffix and not p.exists():
+            p = preset_dir() / f"{path}.toml"
+        data = read_toml(p)
+    data = apply_overrides(data, overrides or [])
+    return config_from_dict(data)

@@ -1,0 +1,1 @@
+"""Per-frame encoders/decoders and the temporal LSTM wrappers."""

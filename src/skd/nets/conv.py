@@ -1,0 +1,63 @@
+"""DCGAN-style per-frame convolutional encoder/decoder (METHOD.md §1).
+
+64×64: 4 × [Conv 4×4 s2 + BN + LeakyReLU(0.2)] with widths w, 2w, 4w, 8w (64→4 pixels), then
+Conv 4×4 → k + BN + Tanh. 32×32 drops the first stage (three stride-2 stages, 32→4).
+The decoder mirrors it with transposed convolutions and ends in a Sigmoid (or linear).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _stages(image_size: int) -> int:
+    if image_size not in (32, 64):
+        raise ValueError(f"image_size={image_size} must be 32 or 64")
+    return 4 if image_size == 64 else 3
+
+
+class ConvEncoder(nn.Module):
+    """Frames (N, C, H, W) -> codes (N, k) in (-1, 1)."""
+
+    def __init__(self, *, in_channels: int = 3, image_size: int = 64, width: int = 32, k: int = 40) -> None:
+        super().__init__()
+        n = _stages(image_size)
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for i in range(n):
+            c_out = width * 2 ** (i + 4 - n)  # 64px: w,2w,4w,8w; 32px: 2w,4w,8w
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = c_out
+        layers += [nn.Conv2d(c_in, k, 4, 1, 0, bias=False), nn.BatchNorm2d(k), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)  # (N, k)
+
+
+class ConvDecoder(nn.Module):
+    """Codes (N, k) -> frames (N, C, H, W)."""
+
+    def __init__(
+        self, *, out_channels: int = 3, image_size: int = 64, width: int = 32, k: int = 40, output: str = "sigmoid"
+    ) -> None:
+        super().__init__()
+        n = _stages(image_size)
+        widths = [width * 2 ** (i + 4 - n) for i in range(n)][::-1]  # e.g. 8w,4w,2w,w
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(k, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+        layers.append(nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1))
+        if output == "sigmoid":
+            layers.append(nn.Sigmoid())
+        elif output != "linear":
+            raise ValueError(f"output={output!r} must be 'sigmoid' or 'linear'")
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])  # (N, C, H, W)

@@ -1,0 +1,254 @@
+"""Training loop: Adam, loss breakdown, metrics.jsonl, atomic checkpoints, exact resume.
+
+The trainer knows nothing about the architecture: it builds ``KoopmanAE(cfg.model)`` and calls
+``compute_losses``. Run folder layout::
+
+    RUN/config.json      the resolved config
+    RUN/command.txt      the command line(s) that produced the run
+    RUN/data.json        the dataset's name, shape and declared factors
+    RUN/metrics.jsonl    one JSON line per ``log_every`` steps
+    RUN/checkpoint.pt    latest checkpoint (model, optimiser, RNG, position in the data)
+    RUN/result.json      final summary
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .config import Config, config_from_dict, resolve_model_config
+from .data.base import SequenceData
+from .losses import compute_losses
+from .model import KoopmanAE
+
+log = logging.getLogger(__name__)
+CKPT_KIND = "koopman-ae"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. repeated non-finite losses)."""
+
+
+@dataclass
+class TrainResult:
+    model: KoopmanAE
+    config: Config
+    run_dir: Path
+    step: int
+    epoch: int
+    bad_steps: int  # non-finite steps skipped in total
+    stopped: str  # why training ended: epochs | max_steps | minutes
+    seconds: float
+    last: dict[str, float]  # mean loss parts over the last logging window
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → cuda if available, else mps, else cpu; anything else is checked and returned."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"train.device={name!r} but MPS is not available")
+    return dev
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Deterministic permutation of the training set for one epoch (a function of seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches only (C is fitted per batch; a tiny last batch would give a poor fit)."""
+    return max(1, n // batch_size)
+
+
+def build_model(cfg: Config) -> KoopmanAE:
+    return KoopmanAE(cfg.model)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[KoopmanAE, Config]:
+    """The trained model (eval mode) and config of a run folder."""
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt", kind=CKPT_KIND, map_location=device)
+    cfg = config_from_dict(ckpt["config"])
+    model = build_model(cfg).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, cfg
+
+
+def _state(model, opt, step, epoch, pos, bad_total, elapsed) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": pos,
+        "bad_total": bad_total,
+        "elapsed": elapsed,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    data: SequenceData,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> TrainResult:
+    """Train a KoopmanAE on ``data`` into ``run_dir`` (or continue it exactly with ``resume``)."""
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, kind=CKPT_KIND)
+        saved = config_from_dict(ckpt["config"])
+        # only the stopping budget may change on resume
+        cfg = dataclasses.replace(
+            saved, train=dataclasses.replace(saved.train, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, minutes=cfg.train.minutes)
+        )
+    else:
+        if (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.jsonl").exists():
+            raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
+        ckpt = None
+        cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg.model, data.frame_shape))
+    model_frame = KoopmanAE(cfg.model).frame_shape
+    if tuple(data.frame_shape) != tuple(model_frame):
+        raise ValueError(f"data frames {data.frame_shape} do not match the run's model frames {model_frame}")
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    step = epoch = pos = bad_total = 0
+    elapsed0 = 0.0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, epoch, pos = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
+        bad_total, elapsed0 = int(ckpt["bad_total"]), float(ckpt["elapsed"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if device.type == "cuda" and ckpt["rng_cuda"]:
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+    else:
+        atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+        meta = {"name": data.name, "n": len(data), "shape": list(data.x.shape), "dtype": str(data.x.dtype),
+                "factors": [dataclasses.asdict(f) for f in data.factors]}
+        atomic_write_text(run_dir / "data.json", json.dumps(meta, indent=2) + "\n")
+    if command:
+        with open(run_dir / "command.txt", "a") as f:
+            f.write(command + "\n")
+
+    n = len(data)
+    bs = min(tc.batch_size, n)
+    nb = batches_per_epoch(n, bs)
+    total_steps = tc.epochs * nb if tc.epochs else 0
+    if tc.max_steps:
+        total_steps = min(total_steps, tc.max_steps) if total_steps else tc.max_steps
+    if not total_steps and not tc.minutes:
+        raise ValueError("training has no budget: set train.epochs, train.max_steps or train.minutes")
+
+    def save() -> None:
+        save_checkpoint(ckpt_path, kind=CKPT_KIND, config=cfg.to_dict(),
+                        state=_state(model, opt, step, epoch, pos, bad_total, elapsed0 + time.time() - t0))
+
+    t0 = time.time()
+    bad_run = 0
+    window: dict[str, list[float]] = {}
+    last: dict[str, float] = {}
+    stopped = "epochs"
+    bar = tqdm(total=total_steps or None, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
+    metrics_file = open(run_dir / "metrics.jsonl", "a")
+    model.train()
+    try:
+        while True:
+            if total_steps and step >= total_steps:
+                stopped = "max_steps" if tc.max_steps and step >= tc.max_steps else "epochs"
+                break
+            if tc.minutes and time.time() - t0 >= tc.minutes * 60:
+                stopped = "minutes"
+                break
+            if pos >= nb:
+                epoch, pos = epoch + 1, 0
+            order = epoch_order(n, tc.seed, epoch)
+            idx = order[pos * bs : (pos + 1) * bs]
+            x = data.batch(idx, device)
+            out = model(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+            total, parts = compute_losses(x, out, cfg.loss)
+            ok = bool(torch.isfinite(total))
+            if ok:
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                ok = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+                if ok:
+                    opt.step()
+            pos += 1
+            step += 1
+            if not ok:
+                bad_run += 1
+                bad_total += 1
+                opt.zero_grad(set_to_none=True)
+                log.warning("non-finite loss or gradient at step %d (skipped, %d in a row)", step, bad_run)
+                if bad_run >= tc.max_bad_steps:
+                    raise TrainingError(
+                        f"stopped after {bad_run} consecutive non-finite losses at step {step}; "
+                        "try a lower train.lr or loss.ridge > 0 (last good checkpoint kept)"
+                    )
+            else:
+                bad_run = 0
+                window.setdefault("loss", []).append(float(total))
+                for key, val in parts.items():
+                    window.setdefault(key, []).append(float(val))
+            bar.update(1)
+            if step % tc.log_every == 0 and window:
+                last = {key: sum(v) / len(v) for key, v in window.items()}
+                rec = {"step": step, "epoch": epoch, "time": round(elapsed0 + time.time() - t0, 3), **last, "bad_steps": bad_total}
+                metrics_file.write(json.dumps(rec) + "\n")
+                metrics_file.flush()
+                bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("loss", "rec", "pred_latent", "pred_ambient", "eig")})
+                window = {}
+            if step % tc.checkpoint_every == 0:
+                save()
+        if window:
+            last = {key: sum(v) / len(v) for key, v in window.items()}
+        save()
+    finally:
+        bar.close()
+        metrics_file.close()
+    seconds = elapsed0 + time.time() - t0
+    result = {"step": step, "epoch": epoch, "bad_steps": bad_total, "stopped": stopped, "seconds": round(seconds, 2),
+              "last": {k: (v if math.isfinite(v) else None) for k, v in last.items()}}
+    atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    model.eval()
+    return TrainResult(model, cfg, run_dir, step, epoch, bad_total, stopped, seconds, last)
