@@ -216,3 +216,9 @@ def test_project_rejects_split_pair() -> None:
     mask[0] = True  # only the Im > 0 member
     with pytest.raises(ValueError, match="conjugate pair"):
         project(torch.randn(2, 3, dtype=torch.float64), eig, mask)
+
+
+def test_non_finite_latents_give_nan_C_not_an_exception() -> None:
+    z = torch.randn(2, 4, 3, dtype=torch.float64)
+    z[0, 1, 2] = float("nan")
+    assert torch.isnan(fit_koopman(z)).all()

@@ -68,11 +68,11 @@ def test_spectral_loss_decreases_under_gradient_descent() -> None:
     first = None
     for _ in range(200):
         loss, _ = spectral_loss(C, cfg)
-        first = float(loss) if first is None else first
+        first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(spectral_loss(C, cfg)[0]) < 0.1 * first
+    assert spectral_loss(C, cfg)[0].item() < 0.1 * first
 
 
 def test_unknown_criterion_raises() -> None:

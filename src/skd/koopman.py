@@ -83,7 +83,13 @@ def solve_normal(
     if ridge > 0:
         g = g + ridge * torch.eye(k, dtype=g.dtype, device=g.device)
     g = 0.5 * (g + g.T)  # exact symmetry for the Hermitian pseudo-inverse
-    pinv = torch.linalg.pinv(g, rtol=rcond, hermitian=True)
+    if not bool(torch.isfinite(g).all()) or not bool(torch.isfinite(cross).all()):
+        # non-finite latents: no least-squares answer exists; NaN lets the trainer skip the step
+        return torch.full_like(g, float("nan")) + 0.0 * g + 0.0 * cross.double()
+    try:
+        pinv = torch.linalg.pinv(g, rtol=rcond, hermitian=True)
+    except torch.linalg.LinAlgError:  # eigh did not converge: SVD-based pseudo-inverse instead
+        pinv = torch.linalg.pinv(g, rtol=rcond)
     return pinv @ cross.double()
 
 

@@ -53,8 +53,18 @@ def dynamic_term(values: torch.Tensor, criterion: str, eps: float = 0.5, radius:
 
 
 def spectral_loss(C: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_eig = static term over S + dynamic term over D, S chosen by :func:`select_static`."""
-    eig = eig_sorted(C)
+    """L_eig = static term over S + dynamic term over D, S chosen by :func:`select_static`.
+
+    A non-finite C (diverged step) or a failed decomposition gives NaN, for the trainer's guard.
+    """
+    if not bool(torch.isfinite(C).all()):
+        nan = C.sum() * float("nan")
+        return nan, {"eig_static": nan, "eig_dynamic": nan}
+    try:
+        eig = eig_sorted(C)
+    except torch.linalg.LinAlgError:
+        nan = C.sum() * float("nan")
+        return nan, {"eig_static": nan, "eig_dynamic": nan}
     mask = select_static(eig, min(cfg.static_size, eig.n_components), cfg.static_criterion)
     s = static_term(eig.values[mask], cfg.static_criterion)
     d = dynamic_term(eig.values[~mask], cfg.dynamic_criterion, cfg.eps, cfg.dynamic_ball_radius)

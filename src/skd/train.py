@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .config import Config, config_from_dict, resolve_model_config
+from .config import Config, ConfigError, apply_overrides, config_from_dict, resolve_model_config
 from .data.base import SequenceData
 from .losses import compute_losses
 from .model import KoopmanAE
@@ -93,6 +93,25 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[K
     return model, cfg
 
 
+def load_checkpoint_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The saved config of a run with ``train.*`` overrides applied (for ``--resume``).
+
+    Model, loss and data cannot change on resume: that would not continue the same run.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no run to resume in {run_dir} (missing {path.name})")
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip()
+        if not key.startswith("train."):
+            raise ConfigError(f"cannot change {key} when resuming; only train.* settings may change")
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"corrupt {path}: {e}") from e
+    return config_from_dict(apply_overrides(saved, overrides or []))
+
+
 def _state(model, opt, step, epoch, pos, bad_total, elapsed) -> dict[str, Any]:
     return {
         "model": model.state_dict(),
@@ -130,10 +149,9 @@ def train(
     if resume:
         ckpt = load_checkpoint(ckpt_path, kind=CKPT_KIND)
         saved = config_from_dict(ckpt["config"])
-        # only the stopping budget may change on resume
-        cfg = dataclasses.replace(
-            saved, train=dataclasses.replace(saved.train, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, minutes=cfg.train.minutes)
-        )
+        # only the stopping budget and the device may change on resume
+        cfg = dataclasses.replace(saved, train=dataclasses.replace(
+            saved.train, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, minutes=cfg.train.minutes, device=cfg.train.device))
     else:
         if (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.jsonl").exists():
             raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
@@ -227,9 +245,9 @@ def train(
                     )
             else:
                 bad_run = 0
-                window.setdefault("loss", []).append(float(total))
+                window.setdefault("loss", []).append(total.item())
                 for key, val in parts.items():
-                    window.setdefault(key, []).append(float(val))
+                    window.setdefault(key, []).append(val.item())
             bar.update(1)
             if step % tc.log_every == 0 and window:
                 last = {key: sum(v) / len(v) for key, v in window.items()}

@@ -1,0 +1,73 @@
+"""`skd` command line: one entry point, one subcommand per task.
+
+Errors a user can fix (bad config key, malformed data, missing run) print ONE line
+``skd <command>: error: ...`` to stderr and exit with status 2; tracebacks only with --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..checkpoint import CheckpointError
+from ..config import ConfigError
+from ..train import TrainingError
+from . import data_cmd, demo_cmd, swap_cmd, train_cmd
+
+COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd}
+USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError, FileExistsError,
+               NotADirectoryError, IsADirectoryError, OSError, KeyError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skd",
+        description="Structured Koopman Disentanglement: learn static and dynamic factors of sequences, then swap and sample them.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    # the same flags after the subcommand (`skd demo -q`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in COMMANDS.items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.DESCRIPTION, parents=[common],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run, _name=name)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"skd {args._name}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, KeyError):
+            msg = f"missing key {msg}"
+        print(f"skd {args._name}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

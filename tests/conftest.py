@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from skd.config import Config, DataConfig, LossConfig, ModelConfig, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(1)
+    yield
+
+
+def tiny_config(**train) -> Config:
+    """A model small enough for CPU tests on 32×32 shapes."""
+    tc = dict(epochs=0, max_steps=6, batch_size=8, lr=1e-3, seed=0, checkpoint_every=3, log_every=1, device="cpu")
+    tc.update(train)
+    return Config(
+        model=ModelConfig(image_size=32, width=4, k=8, dropout=0.2),
+        loss=LossConfig(static_size=3),
+        train=TrainConfig(**tc),
+        data=DataConfig(name="shapes", n_train=48, n_test=16, image_size=32),
+    )

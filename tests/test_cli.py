@@ -1,0 +1,98 @@
+"""The CLI in-process: demo with a tiny budget, train/resume/swap, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skd.cli.main import main
+
+TINY = ["--set", "data.n_train=48", "--set", "data.n_test=16", "--set", "model.width=4", "--set", "model.k=8",
+        "--set", "loss.static_size=3", "--set", "train.batch_size=8"]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_help_on_every_command(capsys) -> None:
+    for cmd in ([], ["demo"], ["train"], ["swap"]):
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--help"])
+        assert e.value.code == 0
+        assert "usage: skd" in capsys.readouterr().out
+
+
+def test_demo_tiny_budget_writes_report(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "-q", "--out", str(out), "--minutes", "0.02", *TINY]) == 0
+    for name in ("swap.png", "swap.gif", "eigenvalues.png", "losses.png", "samples.png", "summary.md", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    with Image.open(out / "swap.gif") as im:
+        assert im.n_frames > 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train"]["steps"] >= 1 and np.isfinite(summary["test_reconstruction_mse"])
+    # a second demo into the same folder replaces it; a foreign non-empty folder is refused
+    assert main(["demo", "-q", "--out", str(out), "--minutes", "0.01", *TINY]) == 0
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main(["demo", "-q", "--out", str(other), "--minutes", "0.01", *TINY]) == 2
+    assert "not empty" in _one_error_line(capsys)
+    assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_train_resume_swap_round_trip(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "-q", "--out", str(run), "--set", "train.max_steps=3", "--set", "train.epochs=0", *TINY]) == 0
+    assert main(["train", "-q", "--resume", str(run), "--set", "train.max_steps=5"]) == 0
+    assert json.loads((run / "result.json").read_text())["step"] == 5
+    assert main(["swap", "-q", "--run", str(run), "--pairs", "0:1,2:3", "--fit-batch", "16"]) == 0
+    assert (run / "swaps" / "swap.png").exists() and (run / "swaps" / "swap.gif").exists()
+    capsys.readouterr()
+    assert main(["train", "-q", "--resume", str(run), "--set", "model.k=4"]) == 2
+    assert "cannot change model.k" in _one_error_line(capsys)
+    assert main(["swap", "-q", "--run", str(run), "--pairs", "0:99999"]) == 2
+    assert "out of range" in _one_error_line(capsys)
+
+
+def test_bad_config_key_is_one_line(tmp_path, capsys) -> None:
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", "model.widht=3"]) == 2
+    line = _one_error_line(capsys)
+    assert "unknown config key model.'widht'" in line
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_malformed_data_file_is_one_line(tmp_path, capsys) -> None:
+    bad = tmp_path / "broken.npy"
+    bad.write_bytes(b"\x93NUMPY garbage that is not an array")
+    assert main(["train", "--out", str(tmp_path / "r"), "--data", str(bad)]) == 2
+    assert "broken.npy" in _one_error_line(capsys)
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((4, 5), dtype=np.float32))
+    assert main(["train", "--out", str(tmp_path / "r"), "--data", str(wrong)]) == 2
+    assert "wrong.npy" in _one_error_line(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_run_is_one_line(tmp_path, capsys) -> None:
+    assert main(["swap", "--run", str(tmp_path / "nothing")]) == 2
+    assert "checkpoint not found" in _one_error_line(capsys)
+
+
+def test_user_arrays_train_with_mlp(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(6)[None, :, None]
+    x = (np.sin(0.5 * t + rng.uniform(0, 3, (40, 1, 1))) * rng.uniform(0.5, 1.5, (40, 1, 5))).astype(np.float32)
+    np.savez(tmp_path / "vec.npz", x=x, amp=np.arange(40) % 3)
+    run = tmp_path / "vrun"
+    assert main(["train", "-q", "--data", str(tmp_path / "vec.npz"), "--out", str(run), "--set", "train.max_steps=4",
+                 "--set", "train.epochs=0", "--set", "model.k=6", "--set", "loss.static_size=2", "--set", "train.batch_size=8"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["kind"] == "mlp" and cfg["model"]["input_dim"] == 5

@@ -1,0 +1,100 @@
+"""Training: loss goes down, checkpoints round-trip, resume is exact, bad steps are guarded."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from skd import ops
+from skd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from skd.data import load_dataset
+from skd.train import TrainingError, load_run, train
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return load_dataset(tiny_config().data)[0]
+
+
+def _params(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_short_training_lowers_the_loss(tmp_path, shapes) -> None:
+    cfg = tiny_config(max_steps=40, log_every=5, checkpoint_every=100)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.0))
+    res = train(cfg, tmp_path / "run", shapes, progress=False)
+    lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and lines[-1]["step"] == 40
+    assert lines[-1]["rec"] < 0.7 * lines[0]["rec"]
+    for name in ("config.json", "command.txt", "data.json", "checkpoint.pt", "result.json", "metrics.jsonl"):
+        assert (tmp_path / "run" / name).exists() or name == "command.txt"
+    assert res.step == 40 and res.stopped == "max_steps"
+
+
+def test_save_load_gives_identical_outputs(tmp_path, shapes) -> None:
+    res = train(tiny_config(max_steps=3), tmp_path / "run", shapes, progress=False)
+    model, cfg = load_run(tmp_path / "run")
+    x = shapes.batch(torch.arange(6))
+    res.model.eval()
+    with torch.no_grad():
+        a, b = res.model(x), model(x)
+    assert torch.equal(a.x_rec, b.x_rec) and torch.equal(a.C, b.C)
+    assert cfg == res.config
+
+
+def test_resume_continues_identically(tmp_path, shapes) -> None:
+    full = train(tiny_config(max_steps=8, checkpoint_every=4), tmp_path / "full", shapes, progress=False)
+    train(tiny_config(max_steps=4, checkpoint_every=4), tmp_path / "half", shapes, progress=False)
+    resumed = train(tiny_config(max_steps=8, checkpoint_every=4), tmp_path / "half", shapes, resume=True, progress=False)
+    assert resumed.step == 8
+    assert torch.equal(_params(full.model), _params(resumed.model))
+    # metrics of the resumed run cover steps 1..8 once
+    steps = [json.loads(s)["step"] for s in (tmp_path / "half" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
+def test_new_run_refuses_existing_folder(tmp_path, shapes) -> None:
+    train(tiny_config(max_steps=1), tmp_path / "run", shapes, progress=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(tiny_config(max_steps=1), tmp_path / "run", shapes, progress=False)
+
+
+def test_non_finite_guard_stops_with_clear_message(tmp_path, shapes) -> None:
+    bad = dataclasses.replace(shapes, x=shapes.x.clone())
+    cfg = tiny_config(max_steps=50, max_bad_steps=3, lr=1e30)  # explodes within a few steps
+    with pytest.raises(TrainingError, match="consecutive non-finite losses"):
+        train(cfg, tmp_path / "run", bad, progress=False)
+
+
+def test_checkpoint_atomic_and_safe(tmp_path) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, kind="thing", config={"a": 1}, state={"w": torch.ones(2)})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+    ck = load_checkpoint(path, kind="thing")
+    assert ck["config"] == {"a": 1} and torch.equal(ck["w"], torch.ones(2))
+    with pytest.raises(CheckpointError, match="expected 'koopman-ae'"):
+        load_checkpoint(path, kind="koopman-ae")
+    path.write_bytes(path.read_bytes()[:50])  # truncated
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "skd-checkpoint", "version": 1, "obj": Evil()}, path)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+def test_trained_ops_run_on_real_data(tmp_path, shapes) -> None:
+    res = train(tiny_config(max_steps=2), tmp_path / "run", shapes, progress=False)
+    z = ops.encode(res.model, shapes.batch(torch.arange(16)))
+    basis = ops.fit_basis(z, 3)
+    swapped = ops.decode(res.model, ops.swap_latents(z[:8], z[8:], basis))
+    assert swapped.shape == (8, 8, 3, 32, 32) and torch.isfinite(swapped).all()
