@@ -129,10 +129,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset: the built-in ``shapes`` generator or a user's ``arrays`` file."""
+    """Which dataset: built-in ``shapes``, a user's ``arrays`` file, or a built ``sprites`` folder."""
 
-    name: Literal["shapes", "arrays"] = "shapes"
-    path: str = ""  # arrays: .npy/.npz file
+    name: Literal["shapes", "arrays", "sprites"] = "shapes"
+    path: str = ""  # arrays: .npy/.npz file; sprites: folder written by `skd data sprites`
     labels: str = ""  # arrays: optional label file
     test_path: str = ""  # arrays: optional held-out file
     n_train: int = 4000  # shapes
@@ -142,8 +142,8 @@ class DataConfig:
     seed: int = 0  # shapes: generator seed
 
     def __post_init__(self) -> None:
-        if self.name == "arrays" and not self.path:
-            raise ConfigError("data.path is required when data.name='arrays'")
+        if self.name in ("arrays", "sprites") and not self.path:
+            raise ConfigError(f"data.path is required when data.name='{self.name}'")
         if self.n_train < 1 or self.n_test < 0:
             raise ConfigError("data.n_train must be >= 1 and data.n_test >= 0")
 

@@ -19,4 +19,8 @@ def load_dataset(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
         train = load_arrays(cfg.path, labels=cfg.labels or None)
         test = load_arrays(cfg.test_path) if cfg.test_path else None
         return train, test
-    raise ValueError(f"data.name={cfg.name!r} must be 'shapes' or 'arrays'")
+    if cfg.name == "sprites":
+        from .sprites import load_sprites
+
+        return load_sprites(cfg.path, "train"), load_sprites(cfg.path, "test")
+    raise ValueError(f"data.name={cfg.name!r} must be 'shapes', 'arrays' or 'sprites'")
