@@ -12,9 +12,9 @@ import sys
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..train import TrainingError
-from . import data_cmd, demo_cmd, swap_cmd, train_cmd
+from . import data_cmd, demo_cmd, eval_cmd, swap_cmd, train_cmd
 
-COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd}
+COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "eval": eval_cmd, "data": data_cmd}
 USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, OSError, KeyError)
 
