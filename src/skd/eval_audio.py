@@ -17,7 +17,8 @@ from . import ops
 from .config import Config
 from .data.base import SequenceData
 from .model import KoopmanAE
-from .probe import Coordinates, chance_level, cv_probe_accuracy, group_mean, part_embeddings, probe_accuracy
+from .probe import (Coordinates, LinearProbe, chance_level, cv_probe_accuracy, group_mean, part_embeddings,
+                    probe_accuracy)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class AudioEval:
     coords: str
     fit_batch: int
     extra: dict[str, Any] = field(default_factory=dict)
+    swap: dict[str, float] = field(default_factory=dict)  # see :func:`swap_check` (empty for unseen test speakers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +115,45 @@ def utterance_embeddings(
     first = torch.zeros(int(utt.max()) + 1, dtype=torch.long).scatter_(0, utt.flip(0), torch.arange(len(utt)).flip(0))
     for name, lab in data.labels.items():
         out[f"label:{name}"] = lab[first[ids]]
+    return out
+
+
+@torch.no_grad()
+def swap_check(
+    model: KoopmanAE, train: SequenceData, test: SequenceData, basis: ops.KoopmanBasis, *, speaker: str,
+    content: str | None, coords: Coordinates = "latent", seed: int = 0,
+) -> dict[str, float]:
+    """Do decoded swaps carry the donor's voice and the source's words? Chunk-level check.
+
+    Each test chunk i gets a donor chunk j (random, different speaker — and different content
+    when labelled). The swap dynamic(i) + static(j) is decoded, re-encoded, and read by linear
+    probes fitted on training chunks: the speaker probe on the static embedding should answer
+    j's speaker, the content probe on the dynamic embedding i's content.
+    """
+    g = torch.Generator().manual_seed(seed)
+    spk = test.labels[speaker]
+    con = test.labels[content] if content else None
+    n = len(test)
+    donor = torch.empty(n, dtype=torch.long)
+    for i in range(n):
+        ok = spk != spk[i]
+        if con is not None:
+            ok &= con != con[i]
+        cand = torch.nonzero(ok).flatten()
+        if len(cand) == 0:
+            cand = torch.nonzero(spk != spk[i]).flatten()
+        donor[i] = cand[torch.randint(len(cand), (1,), generator=g)]
+    z = ops.encode(model, test.batch(torch.arange(n)))  # (N, T, k)
+    z_new = ops.encode(model, ops.decode(model, ops.swap_latents(z, z[donor], basis)))
+    z_tr = ops.encode(model, train.batch(torch.arange(len(train))))
+    emb = {part: part_embeddings(z_new, basis, part, coords=coords) for part in ("static", "dynamic")}
+    train_emb = {part: part_embeddings(z_tr, basis, part, coords=coords) for part in ("static", "dynamic")}
+    out = {}
+    pred = LinearProbe().fit(train_emb["static"], train.labels[speaker]).predict(emb["static"])
+    out["speaker_of_static_donor"] = float((pred == spk[donor]).double().mean())
+    if con is not None:
+        pred = LinearProbe().fit(train_emb["dynamic"], train.labels[content]).predict(emb["dynamic"])
+        out["content_of_dynamic_source"] = float((pred == con).double().mean())
     return out
 
 
@@ -167,4 +208,6 @@ def evaluate_audio(
         n_utterances=int(spk.shape[0]), n_speakers=int(len(torch.unique(spk))),
         n_static=int(basis.static.sum()), k=int(basis.static.shape[0]), probe_protocol=protocol, coords=coords,
         fit_batch=min(fit_batch, len(train)), extra={"content_factor": content},
+        swap=swap_check(model, train, test, basis, speaker=speaker, content=content, coords=coords, seed=seed)
+        if set(test.labels[speaker].tolist()) <= set(train.labels[speaker].tolist()) else {},
     )

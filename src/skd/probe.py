@@ -134,7 +134,7 @@ def chance_level(y: torch.Tensor) -> float:
 
 
 def factor_probes(
-    model, cfg, train, test, *, fit_batch: int = 512, seed: int = 0, pool: Pool = "flat", coords: Coordinates = "latent",
+    model, cfg, train, test, *, fit_batch: int = 512, seed: int = 0, pool: Pool = "mean", coords: Coordinates = "latent",
 ) -> dict[str, dict[str, float | str]]:
     """For every labelled factor: probe accuracy from the static and from the dynamic embeddings.
 

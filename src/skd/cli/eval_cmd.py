@@ -27,7 +27,7 @@ examples:
   skd eval --audio --run runs/fsdd
   skd eval --factors --run runs/oscillators
 
-C is fitted on --fit-batch random training sequences. Results are printed and written to
+C is fitted on the whole training split (or --fit-batch random training sequences). Results are printed and written to
 RUN/eval_<mode>.json (or --out)."""
 
 
@@ -37,24 +37,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         modes.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=flag_help)
     p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
     p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
-    p.add_argument("--fit-batch", type=int, default=512, help="training sequences used to fit C (default: 512)")
+    p.add_argument("--fit-batch", type=int, default=0,
+                   help="random training sequences used to fit C (default: 0 = all of them, deterministic)")
     p.add_argument("--seed", type=int, default=0, help="seed for the fit batch (default: 0)")
     p.add_argument("--coords", choices=("latent", "eigen"), default="latent",
                    help="embedding coordinates: latent-space projections (default) or eigen-coordinates")
-    p.add_argument("--pool", choices=("flat", "mean"), default="flat",
-                   help="--factors: keep the whole sequence (flat, default) or its time-average")
+    p.add_argument("--pool", choices=("mean", "flat"), default="mean",
+                   help="--factors: time-average each part (mean, default, as in --audio) or keep the whole sequence (flat)")
     p.add_argument("--out", "-o", metavar="FILE", help="JSON output (default: RUN/eval_<mode>.json)")
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Config, Any, Any]:
-    if args.fit_batch < 2:
-        raise ValueError(f"--fit-batch={args.fit_batch} must be >= 2")
+    if args.fit_batch == 1 or args.fit_batch < 0:
+        raise ValueError(f"--fit-batch={args.fit_batch} must be 0 (all training sequences) or >= 2")
     model, cfg = load_run(args.run)
     data_cfg = cfg.data if not args.data_path else dataclasses.replace(cfg.data, path=args.data_path)
     train, test = load_dataset(data_cfg)
     if test is None:
         raise ValueError(f"the run's dataset ({data_cfg.name}) has no test split to evaluate on")
     model.check_input(train.batch([0]))
+    args.fit_batch = args.fit_batch or len(train)
     return model, cfg, train, test
 
 
@@ -80,6 +82,11 @@ def run_audio(args: argparse.Namespace) -> dict[str, Any]:
     if content:
         print(f"  {content:<10} dynamic {_pct(res.content_probe_dynamic)}   static {_pct(res.content_probe_static)}   "
               f"(chance {_pct(res.content_chance)})")
+    if res.swap:
+        line = f"  swaps, re-encoded: speaker = static donor's {_pct(res.swap['speaker_of_static_donor'])}"
+        if "content_of_dynamic_source" in res.swap:
+            line += f"   {content} = dynamic source's {_pct(res.swap['content_of_dynamic_source'])}"
+        print(line)
     return res.to_dict()
 
 
