@@ -12,9 +12,11 @@ import sys
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..train import TrainingError
-from . import data_cmd, demo_cmd, swap_cmd, train_cmd
+from .common import common_parent
+from . import data_cmd, demo_cmd, eval_cmd, judge_cmd, swap_cmd, train_cmd
 
-COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd}
+COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd,
+            "judge": judge_cmd, "eval": eval_cmd}
 USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, OSError, KeyError)
 
@@ -27,10 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
-    # the same flags after the subcommand (`skd demo -q`)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only")
+    common = common_parent()  # the same flags after the subcommand (`skd demo -q`)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.DESCRIPTION, parents=[common],
