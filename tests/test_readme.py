@@ -24,3 +24,15 @@ def test_quickstart_is_two_commands() -> None:
     block = re.search(r"```bash\n(.*?)```", quick, flags=re.S).group(1)
     commands = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.split("#")[0].strip()]
     assert commands == ["make demo", "make test"]
+
+
+def test_every_config_key_is_documented() -> None:
+    import dataclasses
+
+    from skd.config import Config
+
+    doc = (README.parent / "docs" / "CONFIG.md").read_text()
+    for section in dataclasses.fields(Config):
+        part = doc.split(f"## [{section.name}]", 1)[1].split("\n## ", 1)[0]
+        for f in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"| `{f.name}` |" in part, f"{section.name}.{f.name} missing from docs/CONFIG.md"
