@@ -84,3 +84,27 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
     assert main(["eval", "--run", str(root / "run"), "--judge", str(root / "run" / "checkpoint.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected 'judge'" in err[0]
+
+
+def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> None:
+    root, _, _, _ = tiny_world
+    run = str(root / "run")
+    assert main(["factors", "-q", "--run", run, "--fit-batch", "16", "--n-factors", "2"]) == 0
+    assert (root / "run" / "factors.json").exists() and (root / "run" / "factors" / "subsets.png").exists()
+    fj = json.loads((root / "run" / "factors.json").read_text())
+    name = fj["free"]["names"][0]
+    assert main(["swap", "-q", "--run", run, "--factors", name, "--pairs", "0:1"]) == 0
+    assert main(["morph", "-q", "--run", run, "--pairs", "0:1"]) == 0
+    assert (root / "run" / "morph" / "morph.gif").exists()
+    assert main(["eval", "-q", "--multifactor", "--run", run, "--judge", str(root / "judge"),
+                 "--out", str(tmp_path / "mf.json")]) == 0
+    res = json.loads((tmp_path / "mf.json").read_text())
+    assert "label-free" in res and "supervised" in res
+    row = next(iter(res["label-free"]["matrix"].values()))
+    assert set(row) == {"shape", "color", "size", "background", "motion"}
+    capsys.readouterr()
+    assert main(["swap", "--run", run, "--factors", "hat", "--pairs", "0:1"]) == 2
+    assert "unknown factor 'hat'" in capsys.readouterr().err
+    assert main(["factors", "--run", run, "--n-factors", "99"]) == 2
+    assert "exceeds the" in capsys.readouterr().err
+    assert main(["morph", "--run", str(tmp_path / "none")]) == 2

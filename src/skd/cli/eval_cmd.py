@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="sequences per C fit (default: 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", "-o", metavar="FILE", help="JSON report (default: RUN/eval.json)")
+    p.add_argument("--multifactor", action="store_true",
+                   help="instead: the multifactor metric (EVALUATION.md §3) with the groups of `skd factors`")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)
     data = test if test is not None else train
+    if args.multifactor:
+        return _multifactor(args, model, judge, sha, data, data_cfg)
     if args.batch_size < 3:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
     report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
@@ -48,6 +52,30 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
     payload = {"run": str(args.run), "judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg),
                "split": "test" if test is not None else "train", **dataclasses.asdict(report)}
+    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), table + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def _multifactor(args: argparse.Namespace, model, judge, sha: str, data, data_cfg) -> int:
+    from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown
+
+    fs = load_factors(args.run)
+    results, parts = {}, []
+    for kind, groups in (("label-free", fs.free), ("supervised", fs.supervised)):
+        if groups is None:
+            continue
+        res = evaluate_multifactor(model, judge, data, fs, groups, batch_size=args.batch_size, seed=args.seed,
+                                   progress=not getattr(args, "quiet", False))
+        results[kind] = res
+        parts.append(multifactor_markdown(res, f"{kind} groups"))
+    table = "\n\n".join(parts)
+    print(table)
+    print(f"judge sha256: {sha}")
+    out = Path(args.out) if args.out else Path(args.run) / "eval_multifactor.json"
+    payload = {"run": str(args.run), "judge": str(args.judge), "judge_sha256": sha,
+               "data": dataclasses.asdict(data_cfg), **results}
     atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), table + "\n")
     print(f"wrote {out} and {out.with_suffix('.md')}")

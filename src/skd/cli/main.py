@@ -13,10 +13,10 @@ from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..train import TrainingError
 from .common import common_parent
-from . import data_cmd, demo_cmd, eval_cmd, judge_cmd, swap_cmd, train_cmd
+from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, swap_cmd, train_cmd
 
 COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd,
-            "judge": judge_cmd, "eval": eval_cmd}
+            "judge": judge_cmd, "eval": eval_cmd, "factors": factors_cmd, "morph": morph_cmd}
 USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, OSError, KeyError)
 
