@@ -215,7 +215,10 @@ def eig_sorted(C: torch.Tensor, *, tol: float = 1e-9) -> EigSorted:
         order = order[torch.sort(rep[order], stable=True).indices]
         order = order[torch.sort(-rv.imag.abs()[order], stable=True).indices]
         order = order[torch.sort(-rv.real[order], stable=True).indices]
-        order = order[torch.sort(-rv.abs()[order], stable=True).indices]
+        # |λ| computed BEFORE gathering: vectorised abs may round the same value differently at
+        # different positions, which would split the tie between the two members of a pair
+        rv_abs = vals.abs()[rep]
+        order = order[torch.sort(-rv_abs[order], stable=True).indices]
         rep_sorted = rep[order]
         new_comp = torch.ones(k, dtype=torch.long, device=vals.device)
         new_comp[1:] = (rep_sorted[1:] != rep_sorted[:-1]).long()
