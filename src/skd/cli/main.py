@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
+from ..launch import LaunchError
 from ..train import TrainingError
 from .common import common_parent
 from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, swap_cmd, train_cmd
 
 COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd,
             "judge": judge_cmd, "eval": eval_cmd, "factors": factors_cmd, "morph": morph_cmd}
-USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError, FileExistsError,
+USER_ERRORS = (ConfigError, CheckpointError, TrainingError, LaunchError, ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, OSError, KeyError)
 
 
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, KeyError):
             msg = f"missing key {msg}"
+        if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and "RANK" in os.environ:  # one line per process
+            msg = f"[rank {os.environ['RANK']}] {msg}"
         print(f"skd {args._name}: error: {msg}", file=sys.stderr)
         return 2
 
