@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,7 @@ class JudgeConfig:
     max_steps: int = 0  # 0 = no limit
     batch_size: int = 64
     lr: float = 1e-3
+    schedule: Literal["cosine", "constant"] = "cosine"  # learning-rate schedule over all steps
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -170,6 +171,7 @@ def train_judge(
     total = cfg.epochs * per_epoch if cfg.epochs else cfg.max_steps
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total)) if cfg.schedule == "cosine" else None
     g = torch.Generator().manual_seed(cfg.seed)
     t0 = time.time()
     step = 0
@@ -187,6 +189,8 @@ def train_judge(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 step += 1
                 bar.update(1)
                 if step % 10 == 0:
