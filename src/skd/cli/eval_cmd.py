@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="fresh random draws (default: 5)")
     p.add_argument("--batch-size", type=int, default=256, help="sequences per C fit (default: 256)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="only the first N test sequences (a quick look; the protocol uses all, the default)")
     p.add_argument("--out", "-o", metavar="FILE", help="JSON report (default: RUN/eval.json)")
     p.add_argument("--multifactor", action="store_true",
                    help="instead: the multifactor metric (EVALUATION.md §3) with the groups of `skd factors`")
@@ -40,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)
     data = test if test is not None else train
+    if args.limit:
+        if args.limit < 3:
+            raise ValueError(f"--limit={args.limit} must be >= 3")
+        data = data.subset(range(min(args.limit, len(data))))
     if args.multifactor:
         return _multifactor(args, model, judge, sha, data, data_cfg)
     if args.batch_size < 3:
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"judge sha256: {sha}")
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
     payload = {"run": str(args.run), "judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg),
-               "split": "test" if test is not None else "train", **dataclasses.asdict(report)}
+               "split": "test" if test is not None else "train", "limit": args.limit or None, **dataclasses.asdict(report)}
     atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), table + "\n")
     print(f"wrote {out} and {out.with_suffix('.md')}")
