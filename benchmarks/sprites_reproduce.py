@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--sheets", default="../shared/data/lpc-sprites", help="LPC sprite sheets folder")
     ap.add_argument("--work", default="work/sprites", help="working folder (data, judge, run)")
     ap.add_argument("--train-minutes", type=float, default=60.0, help="SKD training budget for this invocation")
-    ap.add_argument("--judge-epochs", type=int, default=2)
+    ap.add_argument("--judge-epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra skd train overrides")
