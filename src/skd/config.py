@@ -128,25 +128,48 @@ class TrainConfig:
             raise ConfigError("train.checkpoint_every, log_every and max_bad_steps must be >= 1")
 
 
+AUDIO_DATA = ("fsdd", "audio", "timit")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset: built-in ``shapes``, a user's ``arrays`` file, or a built ``sprites`` folder."""
+    """Which dataset: built-in ``shapes`` or ``oscillators``, a user's ``arrays`` file, a built
+    ``sprites`` folder, or speech: a folder of WAV files (``audio``), ``fsdd`` or ``timit``."""
 
-    name: Literal["shapes", "arrays", "sprites"] = "shapes"
-    path: str = ""  # arrays: .npy/.npz file; sprites: folder written by `skd data sprites`
+    name: Literal["shapes", "arrays", "sprites", "oscillators", "audio", "fsdd", "timit"] = "shapes"
+    path: str = ""  # arrays: .npy/.npz file; sprites: folder of `skd data sprites`; audio/fsdd/timit: root folder
     labels: str = ""  # arrays: optional label file
     test_path: str = ""  # arrays: optional held-out file
-    n_train: int = 4000  # shapes
-    n_test: int = 512  # shapes
+    n_train: int = 4000  # shapes, oscillators
+    n_test: int = 512  # shapes, oscillators
     image_size: int = 32  # shapes
-    seq_len: int = 8  # shapes
-    seed: int = 0  # shapes: generator seed
+    seq_len: int = 8  # shapes, oscillators: steps; audio: spectrogram frames per chunk
+    seed: int = 0  # shapes, oscillators: generator seed
+    pattern: str = ""  # audio: regex with named groups (speaker, content, split, ...) searched in relative paths
+    sample_rate: int = 0  # audio: resample every file to this rate (0 = keep the files' common rate)
+    n_fft: int = 256  # audio: FFT size
+    win_length: int = 0  # audio: Hann window length (0 = n_fft)
+    hop_length: int = 128  # audio: samples between frames
+    n_mels: int = 0  # audio: mel bins (0 = linear magnitude, n_fft//2 + 1 bins)
+    chunking: Literal["split", "fit"] = "split"  # audio: consecutive chunks, or one loudest/padded chunk per file
+    chunk_hop: int = 0  # audio, split: frames between chunk starts (0 = seq_len, no overlap)
 
     def __post_init__(self) -> None:
-        if self.name in ("arrays", "sprites") and not self.path:
+        if self.name in ("arrays", "sprites", *AUDIO_DATA) and not self.path:
             raise ConfigError(f"data.path is required when data.name='{self.name}'")
         if self.n_train < 1 or self.n_test < 0:
             raise ConfigError("data.n_train must be >= 1 and data.n_test >= 0")
+        if self.seq_len < 2:
+            raise ConfigError(f"data.seq_len={self.seq_len} must be >= 2")
+        if self.name == "audio" and not self.pattern:
+            raise ConfigError("data.pattern is required when data.name='audio' (a regex with named groups, "
+                              "e.g. '(?P<speaker>[^/]+)/[^/]+\\.wav$')")
+        if self.name in ("fsdd", "timit") and self.pattern:
+            raise ConfigError(f"data.pattern cannot be set for data.name='{self.name}' (its layout is fixed)")
+        if (self.sample_rate < 0 or self.n_fft < 8 or self.win_length < 0 or self.hop_length < 1 or self.n_mels < 0
+                or self.chunk_hop < 0):
+            raise ConfigError("need data.sample_rate >= 0, data.n_fft >= 8, data.win_length >= 0, "
+                              "data.hop_length >= 1, data.n_mels >= 0 and data.chunk_hop >= 0")
 
 
 @dataclass(frozen=True)

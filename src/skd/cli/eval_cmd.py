@@ -1,53 +1,145 @@
-"""`skd eval`: disentanglement metrics of a trained run, scored by a judge."""
+"""`skd eval --MODE --run RUN`: measure a trained run. One mode per benchmark family."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 from ..checkpoint import atomic_write_text
-from ..data import data_config_from_spec, load_dataset
-from ..evaluate import evaluate_two_factor, markdown_table
-from ..judge import load_judge
+from ..config import AUDIO_DATA, Config
+from ..data import load_dataset
 from ..train import load_run
 
-HELP = "score a trained run with a judge (Protocols A and B, sample and swap)"
-DESCRIPTION = """Protocols A and B of EVALUATION.md §2 on the whole test split, with both manipulations
-(sample, swap): Acc, IS, H(y|x), H(y) as mean ± std over --repeats, plus reconstruction MSE and
-the judge's accuracy on plain reconstructions. Prints a markdown table, writes JSON.
+HELP = "evaluate a trained run (judge protocols A/B, --multifactor, --audio EER, --factors probes)"
+DESCRIPTION = """Measure how well a trained run disentangles its data.
+
+modes (the default is the judge-based two-factor evaluation):
+  (default)   --judge JUDGE: Protocols A and B of EVALUATION.md §2 on the whole test split with
+              both manipulations (sample, swap): Acc, IS, H(y|x), H(y) as mean ± std over
+              --repeats, plus reconstruction MSE and the judge's accuracy on reconstructions.
+  --multifactor  --judge JUDGE: the multifactor metric of EVALUATION.md §3 with the groups of
+              `skd factors` (factor × judge-head matrix, on-/off-target, action, chance).
+  --audio     speech runs (fsdd, timit, audio folders), EVALUATION.md §4: static and dynamic
+              speaker-verification EER (cosine scores of all test-utterance pairs, exact ROC
+              crossing), speaker accuracy of a linear probe on static vs dynamic embeddings, and
+              content (e.g. digit) accuracy of a probe on dynamic vs static embeddings.
+  --factors   any run with labelled factors (oscillators, shapes, arrays with labels): for every
+              factor, the accuracy of a linear probe on the static and on the dynamic embedding.
 
 examples:
   skd eval --run runs/sprites --judge judges/sprites --data data/sprites
-  skd eval --run demo_out/run --judge judges/shapes --repeats 3 --out eval.json"""
+  skd eval --multifactor --run runs/sprites --judge judges/sprites
+  skd eval --audio --run runs/fsdd
+  skd eval --factors --run runs/oscillators
+
+--audio/--factors fit C on --fit-batch random training sequences; the judge modes refit C on
+every --batch-size test batch (multifactor: the C stored by `skd factors`). Results are printed
+and written to RUN/eval_<mode>.json (or --out); judge modes also write a markdown table beside it."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, metavar="RUN", help="trained run folder")
-    p.add_argument("--judge", required=True, metavar="JUDGE", help="judge folder or judge.pt")
-    p.add_argument("--data", metavar="SPEC", help="test data: 'shapes', a Sprites folder or .npy/.npz (default: the run's)")
-    p.add_argument("--repeats", type=int, default=5, help="fresh random draws (default: 5)")
-    p.add_argument("--batch-size", type=int, default=256, help="sequences per C fit (default: 256)")
-    p.add_argument("--seed", type=int, default=0)
+    modes = p.add_mutually_exclusive_group()
+    for name, (flag_help, _) in MODES.items():
+        if name != "judge":
+            modes.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=flag_help)
+    p.set_defaults(mode="judge")
+    p.add_argument("--judge", metavar="JUDGE", help="judge folder or judge.pt (judge modes)")
+    p.add_argument("--data", metavar="SPEC", help="judge modes: 'shapes', a Sprites folder or .npy/.npz (default: the run's)")
+    p.add_argument("--repeats", type=int, default=5, help="judge mode: fresh random draws (default: 5)")
+    p.add_argument("--batch-size", type=int, default=256, help="judge modes: sequences per C fit / batch (default: 256)")
     p.add_argument("--limit", type=int, default=0, metavar="N",
-                   help="only the first N test sequences (a quick look; the protocol uses all, the default)")
-    p.add_argument("--out", "-o", metavar="FILE", help="JSON report (default: RUN/eval.json)")
-    p.add_argument("--multifactor", action="store_true",
-                   help="instead: the multifactor metric (EVALUATION.md §3) with the groups of `skd factors`")
+                   help="judge mode: only the first N test sequences (a quick look; the protocol uses all)")
+    p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
+    p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
+    p.add_argument("--fit-batch", type=int, default=512, help="training sequences used to fit C (default: 512)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the fit batch (default: 0)")
+    p.add_argument("--coords", choices=("latent", "eigen"), default="latent",
+                   help="embedding coordinates: latent-space projections (default) or eigen-coordinates")
+    p.add_argument("--pool", choices=("flat", "mean"), default="flat",
+                   help="--factors: keep the whole sequence (flat, default) or its time-average")
+    p.add_argument("--out", "-o", metavar="FILE", help="JSON output (default: RUN/eval_<mode>.json)")
 
 
-def run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Any, Config, Any, Any]:
+    if args.fit_batch < 2:
+        raise ValueError(f"--fit-batch={args.fit_batch} must be >= 2")
+    model, cfg = load_run(args.run)
+    data_cfg = cfg.data if not args.data_path else dataclasses.replace(cfg.data, path=args.data_path)
+    train, test = load_dataset(data_cfg)
+    if test is None:
+        raise ValueError(f"the run's dataset ({data_cfg.name}) has no test split to evaluate on")
+    model.check_input(train.batch([0]))
+    return model, cfg, train, test
+
+
+def _pct(v: float | None) -> str:
+    return "   n/a" if v is None else f"{100 * v:5.1f}%"
+
+
+def run_audio(args: argparse.Namespace) -> dict[str, Any]:
+    from ..eval_audio import evaluate_audio
+
+    model, cfg, train, test = _load(args)
+    if cfg.data.name not in AUDIO_DATA:
+        raise ValueError(f"--audio needs a speech run (data.name in {', '.join(AUDIO_DATA)}); "
+                         f"{args.run} was trained on data.name={cfg.data.name!r} (try --factors)")
+    res = evaluate_audio(model, cfg, train, test, fit_batch=args.fit_batch, seed=args.seed, coords=args.coords)
+    content = res.extra.get("content_factor")
+    print(f"{cfg.data.name}: {res.n_utterances} test utterances, {res.n_speakers} speakers; "
+          f"static set {res.n_static}/{res.k} eigenvalues; probes {res.probe_protocol}")
+    print(f"  EER        static {_pct(res.static_eer)}   dynamic {_pct(res.dynamic_eer)}   (whole latent {_pct(res.full_eer)})")
+    print(f"  EER, centred embeddings: static {_pct(res.static_eer_centered)}   dynamic {_pct(res.dynamic_eer_centered)}")
+    print(f"  speaker    static {_pct(res.speaker_probe_static)}   dynamic {_pct(res.speaker_probe_dynamic)}   "
+          f"(chance {_pct(res.speaker_chance)})")
+    if content:
+        print(f"  {content:<10} dynamic {_pct(res.content_probe_dynamic)}   static {_pct(res.content_probe_static)}   "
+              f"(chance {_pct(res.content_chance)})")
+    return res.to_dict()
+
+
+def run_factors(args: argparse.Namespace) -> dict[str, Any]:
+    from ..probe import factor_probes
+
+    model, cfg, train, test = _load(args)
+    if not any(f.name in test.labels for f in test.factors):
+        raise ValueError(f"the run's dataset ({cfg.data.name}) has no labelled factors to probe")
+    res = factor_probes(model, cfg, train, test, fit_batch=args.fit_batch, seed=args.seed, pool=args.pool, coords=args.coords)
+    print(f"{cfg.data.name}: linear-probe accuracy on {len(test)} test sequences ({args.pool} embeddings)")
+    print(f"  {'factor':<12}{'kind':<9}{'static':>8}{'dynamic':>9}{'chance':>8}")
+    for name, r in res.items():
+        print(f"  {name:<12}{r['kind']:<9}{_pct(r['static']):>8}{_pct(r['dynamic']):>9}{_pct(r['chance']):>8}")
+    return {"factors": res, "pool": args.pool, "coords": args.coords, "fit_batch": min(args.fit_batch, len(train)),
+            "n_test": len(test)}
+
+
+def _judge_data(args: argparse.Namespace):
+    from ..data import data_config_from_spec
+    from ..judge import load_judge
+
+    if not args.judge:
+        raise ValueError(f"--judge JUDGE is required for the {args.mode} evaluation")
     model, cfg = load_run(args.run)
     judge, sha = load_judge(args.judge)
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)
-    data = test if test is not None else train
+    return model, cfg, judge, sha, (test if test is not None else train), data_cfg, test is not None
+
+
+def _markdown_beside(args: argparse.Namespace, table: str) -> None:
+    out = Path(args.out) if args.out else Path(args.run) / f"eval_{args.mode}.json"
+    atomic_write_text(out.with_suffix(".md"), table + "\n")
+
+
+def run_judge(args: argparse.Namespace) -> dict[str, Any]:
+    from ..evaluate import evaluate_two_factor, markdown_table
+
+    model, cfg, judge, sha, data, data_cfg, has_test = _judge_data(args)
     if args.limit:
         if args.limit < 3:
             raise ValueError(f"--limit={args.limit} must be >= 3")
         data = data.subset(range(min(args.limit, len(data))))
-    if args.multifactor:
-        return _multifactor(args, model, judge, sha, data, data_cfg)
     if args.batch_size < 3:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
     report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
@@ -55,18 +147,15 @@ def run(args: argparse.Namespace) -> int:
     table = markdown_table(report)
     print(table)
     print(f"judge sha256: {sha}")
-    out = Path(args.out) if args.out else Path(args.run) / "eval.json"
-    payload = {"run": str(args.run), "judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg),
-               "split": "test" if test is not None else "train", "limit": args.limit or None, **dataclasses.asdict(report)}
-    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), table + "\n")
-    print(f"wrote {out} and {out.with_suffix('.md')}")
-    return 0
+    _markdown_beside(args, table)
+    return {"judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg),
+            "split": "test" if has_test else "train", "limit": args.limit or None, **dataclasses.asdict(report)}
 
 
-def _multifactor(args: argparse.Namespace, model, judge, sha: str, data, data_cfg) -> int:
+def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown
 
+    model, cfg, judge, sha, data, data_cfg, _ = _judge_data(args)
     fs = load_factors(args.run)
     results, parts = {}, []
     for kind, groups in (("label-free", fs.free), ("supervised", fs.supervised)):
@@ -79,10 +168,23 @@ def _multifactor(args: argparse.Namespace, model, judge, sha: str, data, data_cf
     table = "\n\n".join(parts)
     print(table)
     print(f"judge sha256: {sha}")
-    out = Path(args.out) if args.out else Path(args.run) / "eval_multifactor.json"
-    payload = {"run": str(args.run), "judge": str(args.judge), "judge_sha256": sha,
-               "data": dataclasses.asdict(data_cfg), **results}
+    _markdown_beside(args, table)
+    return {"judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg), **results}
+
+
+# mode name -> (help, runner). A new benchmark family adds one entry here.
+MODES: dict[str, tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = {
+    "judge": ("judge-based Protocols A and B (default)", run_judge),
+    "multifactor": ("multifactor metric with the groups of `skd factors` (needs --judge)", run_multifactor),
+    "audio": ("speech: static/dynamic speaker EER and linear probes (EVALUATION.md §4)", run_audio),
+    "factors": ("any labelled data: probe every factor from the static and the dynamic embedding", run_factors),
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    result = MODES[args.mode][1](args)
+    out = Path(args.out) if args.out else Path(args.run) / f"eval_{args.mode}.json"
+    payload = {"run": str(args.run), "mode": args.mode, "fit_batch": args.fit_batch, "seed": args.seed, **result}
     atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), table + "\n")
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    print(f"wrote {out}")
     return 0

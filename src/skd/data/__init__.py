@@ -1,4 +1,4 @@
-"""Datasets: the built-in multi-factor ``shapes`` videos and a user's own arrays."""
+"""Datasets: built-in ``shapes`` videos and ``oscillators`` series, a user's arrays, Sprites, speech."""
 from __future__ import annotations
 
 from ..config import DataConfig
@@ -41,4 +41,12 @@ def load_dataset(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
         from .sprites import load_sprites
 
         return load_sprites(cfg.path, "train"), load_sprites(cfg.path, "test")
-    raise ValueError(f"data.name={cfg.name!r} must be 'shapes', 'arrays' or 'sprites'")
+    if cfg.name == "oscillators":
+        from .oscillators import oscillators_split
+
+        return oscillators_split(cfg.n_train, cfg.n_test, seq_len=cfg.seq_len, seed=cfg.seed)
+    if cfg.name in ("audio", "fsdd", "timit"):
+        from ..audio.datasets import load_audio_dataset
+
+        return load_audio_dataset(cfg)
+    raise ValueError(f"data.name={cfg.name!r} must be 'shapes', 'arrays', 'sprites', 'oscillators', 'audio', 'fsdd' or 'timit'")

@@ -27,7 +27,7 @@ from skd.data.base import Factor, FactorKind, SequenceData
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("auto", "ntchw", "nthwc", "ntd")
-DYNAMIC_NAMES = frozenset({"action", "motion", "content", "digit", "word", "dynamic"})
+DYNAMIC_NAMES = frozenset({"action", "motion", "content", "digit", "word", "dynamic", "phase"})
 _LOAD_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError)
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # local file header, empty archive
