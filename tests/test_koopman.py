@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skd.koopman import (
@@ -37,6 +37,7 @@ def random_stable(k: int, g: torch.Generator) -> torch.Tensor:
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(2, 12))
+@example(seed=103, k=10)  # |λ| of a conjugate pair rounded differently by position (fixed)
 def test_recovers_known_C(seed: int, k: int) -> None:
     g = torch.Generator().manual_seed(seed)
     C = random_stable(k, g)

@@ -293,3 +293,18 @@ def test_loader_rejects_bad_arguments_and_compact_files(builds, tmp_path):
     np.savez(tmp_path / "sprites_train_u8.npz", **z)
     with pytest.raises(ValueError, match=r"missing arrays \['action'\]"):
         load_sprites(tmp_path)
+
+
+def test_sprites_train_one_step_through_the_config(builds, tmp_path):
+    """data.name = 'sprites' feeds the paper-size preset (tiny widths here) end to end."""
+    from skd.config import load_config
+    from skd.data import load_dataset
+    from skd.train import train
+
+    folder = builds / "u8"
+    cfg = load_config("sprites", [f"data.path={str(folder)!r}", "model.width=4", "model.k=8", "loss.static_size=3",
+                                  "train.epochs=0", "train.max_steps=1", "train.batch_size=4"])
+    tr, te = load_dataset(cfg.data)
+    assert tr.factors and {f.name for f in tr.factors} == {"skin", "pants", "top", "hair", "action"}
+    res = train(cfg, tmp_path / "run", tr, progress=False)
+    assert res.step == 1 and res.config.model.image_size == 64

@@ -107,7 +107,7 @@ class TrainConfig:
     epochs: int = 100
     max_steps: int = 0  # 0 = no step limit
     minutes: float = 0.0  # wall-clock budget, 0 = none
-    batch_size: int = 32
+    batch_size: int = 32  # the GLOBAL batch: split evenly over the processes of a distributed run
     lr: float = 1e-3
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -115,6 +115,7 @@ class TrainConfig:
     log_every: int = 10  # steps between metrics.jsonl lines
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 0  # torch CPU threads, 0 = torch default
+    sync_bn: bool = True  # several processes: BatchNorm statistics of the global batch (exact), else per process
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -21,11 +21,12 @@ Numerics (see docs/NUMERICS.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
 StaticCriterion = Literal["ball", "norm", "real"]
+Reduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over processes, differentiably
 
 __all__ = [
     "normal_equations",
@@ -52,16 +53,22 @@ def split_past_future(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return zp, zf
 
 
-def normal_equations(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def normal_equations(z: torch.Tensor, *, reduce: Reduce | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 normal-equation blocks of Eq. 2: G = Zpᵀ Zp (k, k), H = Zpᵀ Zf (k, k).
 
     They are sums over (sequence, time) pairs, so blocks from several batches or processes add up
-    to the blocks of the concatenated batch.
+    to the blocks of the concatenated batch. ``reduce`` (e.g. :func:`skd.distributed.sum_across`)
+    maps the stacked local blocks (2, k, k) to their sum over processes, differentiably; the
+    result is then the G and H of the global batch.
     """
     zp, zf = split_past_future(z)
     zp = zp.double()
     zf = zf.double()
-    return zp.T @ zp, zp.T @ zf
+    gram, cross = zp.T @ zp, zp.T @ zf
+    if reduce is None:
+        return gram, cross
+    blocks = reduce(torch.stack([gram, cross]))  # (2, k, k): one collective for both blocks
+    return blocks[0], blocks[1]
 
 
 def solve_normal(
@@ -93,13 +100,17 @@ def solve_normal(
     return pinv @ cross.double()
 
 
-def fit_koopman(z: torch.Tensor, *, ridge: float = 0.0, rcond: float = 1e-10) -> torch.Tensor:
+def fit_koopman(
+    z: torch.Tensor, *, ridge: float = 0.0, rcond: float = 1e-10, reduce: Reduce | None = None
+) -> torch.Tensor:
     """One least-squares Koopman matrix for the whole batch (Eq. 2), float64 (k, k).
 
     ``C = argmin_C ||Zp C - Zf||² + ridge·||C||²`` over all B·(T-1) (sequence, time) pairs.
-    Gradients flow back into ``z``.
+    Gradients flow back into ``z``. With ``reduce`` (see :func:`normal_equations`) the pairs of
+    every process count: C is the single-process C of the concatenated batch, the ridge term
+    added once to the summed Gram matrix.
     """
-    gram, cross = normal_equations(z)
+    gram, cross = normal_equations(z, reduce=reduce)
     return solve_normal(gram, cross, ridge=ridge, rcond=rcond)
 
 
@@ -215,7 +226,10 @@ def eig_sorted(C: torch.Tensor, *, tol: float = 1e-9) -> EigSorted:
         order = order[torch.sort(rep[order], stable=True).indices]
         order = order[torch.sort(-rv.imag.abs()[order], stable=True).indices]
         order = order[torch.sort(-rv.real[order], stable=True).indices]
-        order = order[torch.sort(-rv.abs()[order], stable=True).indices]
+        # |λ| computed BEFORE gathering: vectorised abs may round the same value differently at
+        # different positions, which would split the tie between the two members of a pair
+        rv_abs = vals.abs()[rep]
+        order = order[torch.sort(-rv_abs[order], stable=True).indices]
         rep_sorted = rep[order]
         new_comp = torch.ones(k, dtype=torch.long, device=vals.device)
         new_comp[1:] = (rep_sorted[1:] != rep_sorted[:-1]).long()

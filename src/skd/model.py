@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -96,9 +97,17 @@ class KoopmanAE(nn.Module):
         x = self.frame_decoder(h)  # (B·T, *frame)
         return x.reshape(b, t, *x.shape[1:])
 
-    def forward(self, x: torch.Tensor, *, ridge: float = 0.0, rcond: float = 1e-10) -> ModelOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        ridge: float = 0.0,
+        rcond: float = 1e-10,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> ModelOutput:
+        """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`)."""
         z = self.encode(x)  # (B, T, k)
-        C = fit_koopman(z, ridge=ridge, rcond=rcond)  # (k, k) float64
+        C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
         z_pred = predict_latents(z, C)  # (B, T, k)
         x_rec = self.decode(self.dropout(z))
         x_pred = self.decode(z_pred)

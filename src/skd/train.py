@@ -9,6 +9,13 @@ The trainer knows nothing about the architecture: it builds ``KoopmanAE(cfg.mode
     RUN/metrics.jsonl    one JSON line per ``log_every`` steps
     RUN/checkpoint.pt    latest checkpoint (model, optimiser, RNG, position in the data)
     RUN/result.json      final summary
+
+Several processes (torchrun, srun, ``skd train --nproc N``; see docs/DISTRIBUTED.md): call
+:func:`skd.distributed.init_distributed` first. ``train.batch_size`` is then the GLOBAL batch:
+every rank takes its contiguous slice of the same global batch, C is fitted on the global normal
+equations, BatchNorm uses global statistics (``train.sync_bn``), DDP averages the gradients, and
+only rank 0 writes files, logs and shows progress. One process runs exactly the code path of a
+single-process run.
 """
 from __future__ import annotations
 
@@ -22,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed as D
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError, apply_overrides, config_from_dict, resolve_model_config
 from .data.base import SequenceData
@@ -126,6 +135,36 @@ def _state(model, opt, step, epoch, pos, bad_total, elapsed) -> dict[str, Any]:
     }
 
 
+def _rank_seed(seed: int, rank: int) -> int:
+    """Seed of rank ``rank``'s own RNG stream (dropout) in a multi-process run."""
+    return seed * 1_000_003 + 7919 * (rank + 1)
+
+
+def _gather_rng(world: D.WorldInfo, device: torch.device) -> dict[str, Any]:
+    """Every rank's RNG states, for an exact multi-process resume (a collective: all ranks call it)."""
+    state: dict[str, Any] = {"world_size": world.world_size, "rng_cpu_ranks": D.gather_across(torch.get_rng_state(), device)}
+    if device.type == "cuda":
+        state["rng_cuda_ranks"] = D.gather_across(torch.cuda.get_rng_state(device), device)
+    return state
+
+
+def _restore_rng(ckpt: dict[str, Any], world: D.WorldInfo, device: torch.device, seed: int, step: int) -> None:
+    saved = int(ckpt.get("world_size", 1))
+    if saved != world.world_size:
+        if world.is_main:
+            log.warning("checkpoint written by %d process(es), resumed with %d: same batches, but dropout masks "
+                        "differ from an uninterrupted run", saved, world.world_size)
+        torch.manual_seed(_rank_seed(seed, world.rank) + step)
+    elif saved == 1:
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if device.type == "cuda" and ckpt["rng_cuda"]:
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+    else:
+        torch.set_rng_state(ckpt["rng_cpu_ranks"][world.rank].clone())
+        if device.type == "cuda" and "rng_cuda_ranks" in ckpt:
+            torch.cuda.set_rng_state(ckpt["rng_cuda_ranks"][world.rank].clone(), device)
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines written after the checkpoint we resume from."""
     if not path.exists():
@@ -143,7 +182,12 @@ def train(
     progress: bool = True,
     command: str | None = None,
 ) -> TrainResult:
-    """Train a KoopmanAE on ``data`` into ``run_dir`` (or continue it exactly with ``resume``)."""
+    """Train a KoopmanAE on ``data`` into ``run_dir`` (or continue it exactly with ``resume``).
+
+    In a process group (:func:`skd.distributed.init_distributed`) every rank calls this with the
+    same arguments; see the module docstring.
+    """
+    world = D.world()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"
     if resume:
@@ -161,11 +205,17 @@ def train(
     if tuple(data.frame_shape) != tuple(model_frame):
         raise ValueError(f"data frames {data.frame_shape} do not match the run's model frames {model_frame}")
     tc = cfg.train
-    device = resolve_device(tc.device)
+    n = len(data)
+    bs = min(tc.batch_size, n)
+    if bs % world.world_size:
+        raise ValueError(f"train.batch_size={bs} (the global batch) must be divisible by the {world.world_size} processes")
+    device = D.process_device(tc.device, world) if world.distributed else resolve_device(tc.device)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     model = build_model(cfg).to(device)
+    if world.distributed and tc.sync_bn:
+        D.convert_sync_batchnorm(model)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     step = epoch = pos = bad_total = 0
     elapsed0 = 0.0
@@ -175,21 +225,22 @@ def train(
         opt.load_state_dict(ckpt["optimizer"])
         step, epoch, pos = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
         bad_total, elapsed0 = int(ckpt["bad_total"]), float(ckpt["elapsed"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and ckpt["rng_cuda"]:
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
+        _restore_rng(ckpt, world, device, tc.seed, step)
+        if world.is_main:
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
     else:
-        atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
-        meta = {"name": data.name, "n": len(data), "shape": list(data.x.shape), "dtype": str(data.x.dtype),
-                "factors": [dataclasses.asdict(f) for f in data.factors]}
-        atomic_write_text(run_dir / "data.json", json.dumps(meta, indent=2) + "\n")
-    if command:
+        if world.distributed:
+            torch.manual_seed(_rank_seed(tc.seed, world.rank))  # each rank its own dropout masks
+            D.barrier(device)  # every rank has checked the folder before rank 0 writes into it
+        if world.is_main:
+            atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+            meta = {"name": data.name, "n": len(data), "shape": list(data.x.shape), "dtype": str(data.x.dtype),
+                    "factors": [dataclasses.asdict(f) for f in data.factors]}
+            atomic_write_text(run_dir / "data.json", json.dumps(meta, indent=2) + "\n")
+    if command and world.is_main:
         with open(run_dir / "command.txt", "a") as f:
             f.write(command + "\n")
 
-    n = len(data)
-    bs = min(tc.batch_size, n)
     nb = batches_per_epoch(n, bs)
     total_steps = tc.epochs * nb if tc.epochs else 0
     if tc.max_steps:
@@ -198,33 +249,49 @@ def train(
         raise ValueError("training has no budget: set train.epochs, train.max_steps or train.minutes")
 
     def save() -> None:
-        save_checkpoint(ckpt_path, kind=CKPT_KIND, config=cfg.to_dict(),
-                        state=_state(model, opt, step, epoch, pos, bad_total, elapsed0 + time.time() - t0))
+        rng = _gather_rng(world, device) if world.distributed else {}
+        if world.is_main:
+            state = _state(model, opt, step, epoch, pos, bad_total, elapsed0 + time.time() - t0)
+            save_checkpoint(ckpt_path, kind=CKPT_KIND, config=cfg.to_dict(), state={**state, **rng})
+        D.barrier(device)  # nobody moves on before the checkpoint is in place
+
+    net: torch.nn.Module = model
+    reduce = None
+    if world.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      **D.ddp_buffer_sync(not tc.sync_bn))
+        reduce = D.sum_across  # C from the global normal equations
 
     t0 = time.time()
     bad_run = 0
     window: dict[str, list[float]] = {}
     last: dict[str, float] = {}
     stopped = "epochs"
-    bar = tqdm(total=total_steps or None, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
-    metrics_file = open(run_dir / "metrics.jsonl", "a")
+    bar = tqdm(total=total_steps or None, initial=step, disable=not progress or not world.is_main, desc="train",
+               dynamic_ncols=True)
+    metrics_file = open(run_dir / "metrics.jsonl", "a") if world.is_main else None
     model.train()
     try:
         while True:
             if total_steps and step >= total_steps:
                 stopped = "max_steps" if tc.max_steps and step >= tc.max_steps else "epochs"
                 break
-            if tc.minutes and time.time() - t0 >= tc.minutes * 60:
+            if tc.minutes and D.any_across(time.time() - t0 >= tc.minutes * 60, device):
                 stopped = "minutes"
                 break
             if pos >= nb:
                 epoch, pos = epoch + 1, 0
             order = epoch_order(n, tc.seed, epoch)
             idx = order[pos * bs : (pos + 1) * bs]
+            if world.distributed:
+                idx = D.shard(idx, world.rank, world.world_size)  # this rank's slice of the global batch
             x = data.batch(idx, device)
-            out = model(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+            out = net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=reduce)
             total, parts = compute_losses(x, out, cfg.loss)
-            ok = bool(torch.isfinite(total))
+            if world.distributed:  # global means; every rank agrees whether to step
+                ok, values = D.mean_across({"loss": total, **parts})
+            else:
+                ok, values = bool(torch.isfinite(total)), None
             if ok:
                 opt.zero_grad(set_to_none=True)
                 total.backward()
@@ -237,7 +304,8 @@ def train(
                 bad_run += 1
                 bad_total += 1
                 opt.zero_grad(set_to_none=True)
-                log.warning("non-finite loss or gradient at step %d (skipped, %d in a row)", step, bad_run)
+                if world.is_main:
+                    log.warning("non-finite loss or gradient at step %d (skipped, %d in a row)", step, bad_run)
                 if bad_run >= tc.max_bad_steps:
                     raise TrainingError(
                         f"stopped after {bad_run} consecutive non-finite losses at step {step}; "
@@ -245,15 +313,17 @@ def train(
                     )
             else:
                 bad_run = 0
-                window.setdefault("loss", []).append(total.item())
-                for key, val in parts.items():
-                    window.setdefault(key, []).append(val.item())
+                if values is None:
+                    values = {"loss": total.item(), **{key: val.item() for key, val in parts.items()}}
+                for key, val in values.items():
+                    window.setdefault(key, []).append(val)
             bar.update(1)
             if step % tc.log_every == 0 and window:
                 last = {key: sum(v) / len(v) for key, v in window.items()}
                 rec = {"step": step, "epoch": epoch, "time": round(elapsed0 + time.time() - t0, 3), **last, "bad_steps": bad_total}
-                metrics_file.write(json.dumps(rec) + "\n")
-                metrics_file.flush()
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(rec) + "\n")
+                    metrics_file.flush()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("loss", "rec", "pred_latent", "pred_ambient", "eig")})
                 window = {}
             if step % tc.checkpoint_every == 0:
@@ -263,10 +333,15 @@ def train(
         save()
     finally:
         bar.close()
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
     seconds = elapsed0 + time.time() - t0
     result = {"step": step, "epoch": epoch, "bad_steps": bad_total, "stopped": stopped, "seconds": round(seconds, 2),
               "last": {k: (v if math.isfinite(v) else None) for k, v in last.items()}}
-    atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    if world.is_main:
+        atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    D.barrier(device)
+    if world.distributed and tc.sync_bn:
+        D.revert_sync_batchnorm(model)
     model.eval()
     return TrainResult(model, cfg, run_dir, step, epoch, bad_total, stopped, seconds, last)

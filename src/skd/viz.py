@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-SKIP_KEYS = frozenset({"step", "epoch", "time", "wall", "wall_time", "elapsed"})
+SKIP_KEYS = frozenset({"step", "epoch", "time", "wall", "wall_time", "elapsed", "bad_steps"})
 
 
 def _atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -240,4 +240,23 @@ def plot_losses(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def plot_matrix(
+    matrix: np.ndarray, path: str | Path, *, row_labels: Sequence[str], col_labels: Sequence[str],
+    title: str | None = None, fmt: str = "{:.2f}",
+) -> Path:
+    """Heatmap of a small matrix with its values written in the cells (e.g. factor affinities)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    fig = _new_figure((1.2 + 0.55 * m.shape[1], 1.0 + 0.5 * m.shape[0]))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=max(1.0, float(np.nanmax(m)) if m.size else 1.0))
+    ax.set_xticks(range(m.shape[1]), list(col_labels), rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(m.shape[0]), list(row_labels), fontsize=8)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return _save_figure(fig, path)

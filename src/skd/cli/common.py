@@ -22,3 +22,11 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
 
 def command_line() -> str:
     return "skd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def common_parent() -> argparse.ArgumentParser:
+    """--debug and -q/--quiet, accepted after any (sub)command too (`skd demo -q`)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only")
+    return common

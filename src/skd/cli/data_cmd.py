@@ -1,6 +1,8 @@
 """`skd data DATASET ...`: build benchmark datasets from their sources."""
 from __future__ import annotations
 
+from .common import common_parent
+
 import argparse
 from pathlib import Path
 
@@ -35,7 +37,7 @@ empty; the build is written beside it and moved into place when complete.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     p = sub.add_parser("sprites", help="Sprites (Li & Mandt 2018) from the LPC sprite sheets",
-                       description=SPRITES_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=SPRITES_DESCRIPTION, parents=[common_parent()], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sheets", type=Path, required=True, metavar="DIR",
                    help="folder with body/, bottomwear/, topwear/, hair/, shoes/ sprite sheets")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (absent or empty)")

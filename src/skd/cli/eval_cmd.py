@@ -12,10 +12,15 @@ from ..config import AUDIO_DATA, Config
 from ..data import load_dataset
 from ..train import load_run
 
-HELP = "evaluate a trained run (--audio: speaker EER and probes; --factors: factor probes)"
+HELP = "evaluate a trained run (judge protocols A/B, --multifactor, --audio EER, --factors probes)"
 DESCRIPTION = """Measure how well a trained run disentangles its data.
 
-modes (choose one):
+modes (the default is the judge-based two-factor evaluation):
+  (default)   --judge JUDGE: Protocols A and B of EVALUATION.md §2 on the whole test split with
+              both manipulations (sample, swap): Acc, IS, H(y|x), H(y) as mean ± std over
+              --repeats, plus reconstruction MSE and the judge's accuracy on reconstructions.
+  --multifactor  --judge JUDGE: the multifactor metric of EVALUATION.md §3 with the groups of
+              `skd factors` (factor × judge-head matrix, on-/off-target, action, chance).
   --audio     speech runs (fsdd, timit, audio folders), EVALUATION.md §4: static and dynamic
               speaker-verification EER (cosine scores of all test-utterance pairs, exact ROC
               crossing), speaker accuracy of a linear probe on static vs dynamic embeddings, and
@@ -24,21 +29,33 @@ modes (choose one):
               factor, the accuracy of a linear probe on the static and on the dynamic embedding.
 
 examples:
+  skd eval --run runs/sprites --judge judges/sprites --data data/sprites
+  skd eval --multifactor --run runs/sprites --judge judges/sprites
   skd eval --audio --run runs/fsdd
   skd eval --factors --run runs/oscillators
 
-C is fitted on the whole training split (or --fit-batch random training sequences). Results are printed and written to
-RUN/eval_<mode>.json (or --out)."""
+--audio/--factors fit C on the whole training split (or on --fit-batch random training
+sequences); the judge modes refit C on every --batch-size test batch (multifactor: the C stored
+by `skd factors`). Results are printed and written to RUN/eval_<mode>.json (or --out); judge
+modes also write a markdown table beside it."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    modes = p.add_mutually_exclusive_group(required=True)
+    modes = p.add_mutually_exclusive_group()
     for name, (flag_help, _) in MODES.items():
-        modes.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=flag_help)
+        if name != "judge":
+            modes.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=flag_help)
+    p.set_defaults(mode="judge")
+    p.add_argument("--judge", metavar="JUDGE", help="judge folder or judge.pt (judge modes)")
+    p.add_argument("--data", metavar="SPEC", help="judge modes: 'shapes', a Sprites folder or .npy/.npz (default: the run's)")
+    p.add_argument("--repeats", type=int, default=5, help="judge mode: fresh random draws (default: 5)")
+    p.add_argument("--batch-size", type=int, default=256, help="judge modes: sequences per C fit / batch (default: 256)")
+    p.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="judge mode: only the first N test sequences (a quick look; the protocol uses all)")
     p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
     p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
     p.add_argument("--fit-batch", type=int, default=0,
-                   help="random training sequences used to fit C (default: 0 = all of them, deterministic)")
+                   help="--audio/--factors: random training sequences used to fit C (default: 0 = all of them)")
     p.add_argument("--seed", type=int, default=0, help="seed for the fit batch (default: 0)")
     p.add_argument("--coords", choices=("latent", "eigen"), default="latent",
                    help="embedding coordinates: latent-space projections (default) or eigen-coordinates")
@@ -105,8 +122,68 @@ def run_factors(args: argparse.Namespace) -> dict[str, Any]:
             "n_test": len(test)}
 
 
+def _judge_data(args: argparse.Namespace):
+    from ..data import data_config_from_spec
+    from ..judge import load_judge
+
+    if not args.judge:
+        raise ValueError(f"--judge JUDGE is required for the {args.mode} evaluation")
+    model, cfg = load_run(args.run)
+    judge, sha = load_judge(args.judge)
+    data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
+    train, test = load_dataset(data_cfg)
+    return model, cfg, judge, sha, (test if test is not None else train), data_cfg, test is not None
+
+
+def _markdown_beside(args: argparse.Namespace, table: str) -> None:
+    out = Path(args.out) if args.out else Path(args.run) / f"eval_{args.mode}.json"
+    atomic_write_text(out.with_suffix(".md"), table + "\n")
+
+
+def run_judge(args: argparse.Namespace) -> dict[str, Any]:
+    from ..evaluate import evaluate_two_factor, markdown_table
+
+    model, cfg, judge, sha, data, data_cfg, has_test = _judge_data(args)
+    if args.limit:
+        if args.limit < 3:
+            raise ValueError(f"--limit={args.limit} must be >= 3")
+        data = data.subset(range(min(args.limit, len(data))))
+    if args.batch_size < 3:
+        raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
+    report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
+                                 seed=args.seed, progress=not getattr(args, "quiet", False))
+    table = markdown_table(report)
+    print(table)
+    print(f"judge sha256: {sha}")
+    _markdown_beside(args, table)
+    return {"judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg),
+            "split": "test" if has_test else "train", "limit": args.limit or None, **dataclasses.asdict(report)}
+
+
+def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
+    from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown
+
+    model, cfg, judge, sha, data, data_cfg, _ = _judge_data(args)
+    fs = load_factors(args.run)
+    results, parts = {}, []
+    for kind, groups in (("label-free", fs.free), ("supervised", fs.supervised)):
+        if groups is None:
+            continue
+        res = evaluate_multifactor(model, judge, data, fs, groups, batch_size=args.batch_size, seed=args.seed,
+                                   progress=not getattr(args, "quiet", False))
+        results[kind] = res
+        parts.append(multifactor_markdown(res, f"{kind} groups"))
+    table = "\n\n".join(parts)
+    print(table)
+    print(f"judge sha256: {sha}")
+    _markdown_beside(args, table)
+    return {"judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg), **results}
+
+
 # mode name -> (help, runner). A new benchmark family adds one entry here.
 MODES: dict[str, tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = {
+    "judge": ("judge-based Protocols A and B (default)", run_judge),
+    "multifactor": ("multifactor metric with the groups of `skd factors` (needs --judge)", run_multifactor),
     "audio": ("speech: static/dynamic speaker EER and linear probes (EVALUATION.md §4)", run_audio),
     "factors": ("any labelled data: probe every factor from the static and the dynamic embedding", run_factors),
 }

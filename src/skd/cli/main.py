@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
+from ..launch import LaunchError
 from ..train import TrainingError
-from . import data_cmd, demo_cmd, eval_cmd, swap_cmd, train_cmd
+from .common import common_parent
+from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, swap_cmd, train_cmd
 
-COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "eval": eval_cmd, "data": data_cmd}
-USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError, FileExistsError,
+COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd,
+            "judge": judge_cmd, "eval": eval_cmd, "factors": factors_cmd, "morph": morph_cmd}
+USER_ERRORS = (ConfigError, CheckpointError, TrainingError, LaunchError, ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, OSError, KeyError)
 
 
@@ -27,10 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
-    # the same flags after the subcommand (`skd demo -q`)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only")
+    common = common_parent()  # the same flags after the subcommand (`skd demo -q`)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.DESCRIPTION, parents=[common],
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, KeyError):
             msg = f"missing key {msg}"
+        if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and "RANK" in os.environ:  # one line per process
+            msg = f"[rank {os.environ['RANK']}] {msg}"
         print(f"skd {args._name}: error: {msg}", file=sys.stderr)
         return 2
 

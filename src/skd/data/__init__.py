@@ -4,7 +4,25 @@ from __future__ import annotations
 from ..config import DataConfig
 from .base import Factor, SequenceData
 
-__all__ = ["Factor", "SequenceData", "load_dataset"]
+__all__ = ["Factor", "SequenceData", "load_dataset", "data_config_from_spec"]
+
+
+def data_config_from_spec(spec: str, base: DataConfig | None = None) -> DataConfig:
+    """``--data`` on the command line: ``shapes``, a Sprites folder, or a .npy/.npz file."""
+    import dataclasses
+    from pathlib import Path
+
+    base = base or DataConfig()
+    if spec == "shapes":
+        return dataclasses.replace(base, name="shapes")
+    p = Path(spec)
+    if p.is_dir():
+        return dataclasses.replace(base, name="sprites", path=str(p))
+    if p.suffix in (".npy", ".npz"):
+        return dataclasses.replace(base, name="arrays", path=str(p), labels="", test_path="")
+    if not p.exists():
+        raise FileNotFoundError(f"--data {spec}: no such file or folder (or use 'shapes')")
+    raise ValueError(f"--data {spec}: expected 'shapes', a Sprites folder or a .npy/.npz file")
 
 
 def load_dataset(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:

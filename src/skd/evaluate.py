@@ -1,0 +1,134 @@
+"""Two-factor disentanglement metrics with a judge (EVALUATION.md §2).
+
+Protocol A ("fix the dynamics, sample the statics"): keep each test sequence's dynamic part,
+replace its static part (``sample``: convex combination of two other sequences' static parts;
+``swap``: another sequence's static part), decode, read the judge's DYNAMIC heads against the
+kept labels. Protocol B mirrors it: keep statics, replace dynamics, read the STATIC heads.
+
+The test split is processed in consecutive batches of ``batch_size`` sequences (default 256);
+C is refitted on each batch (C depends on the batch it is fitted on). Every test sequence is
+evaluated (a short last batch is merged into the previous one, never dropped).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import ops
+from .config import Config
+from .data.base import SequenceData
+from .judge import Judge, check_judge_matches, judge_probs
+from .metrics import judge_scores
+from .model import KoopmanAE
+
+PROTOCOLS = {"A": "dynamic", "B": "static"}  # protocol -> kept part (read by the judge)
+MANIPULATIONS = ("sample", "swap")
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    table: dict  # protocol -> manipulation -> head -> metric -> {"mean", "std"}
+    sanity: dict  # reconstruction MSE, judge accuracy on plain reconstructions and originals
+    repeats: int
+    batch_size: int
+    n: int
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    edges = list(range(0, n, batch_size)) + [n]
+    spans = list(zip(edges[:-1], edges[1:]))
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < 3:  # too small to sample from: merge
+        spans[-2:] = [(spans[-2][0], spans[-1][1])]
+    return spans
+
+
+def manipulate(z: torch.Tensor, basis: ops.KoopmanBasis, keep: str, how: str, g: torch.Generator) -> torch.Tensor:
+    """Keep the ``keep`` part of each sequence in z (B, T, k) and replace the other by ``how``."""
+    other = "static" if keep == "dynamic" else "dynamic"
+    if how == "sample":
+        return ops.sample_part(z, basis, other, generator=g)
+    if how == "swap":
+        n = z.shape[0]
+        perm = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n  # another sequence
+        return ops.swap_latents(z, z[perm], basis) if keep == "dynamic" else ops.swap_latents(z[perm], z, basis)
+    raise ValueError(f"manipulation {how!r} must be 'sample' or 'swap'")
+
+
+def evaluate_two_factor(
+    model: KoopmanAE, cfg: Config, judge: Judge, data: SequenceData, *, repeats: int = 5, batch_size: int = 256,
+    seed: int = 0, progress: bool = True,
+) -> EvalReport:
+    """Protocols A and B with sampling and swapping, mean ± std over ``repeats`` fresh draws."""
+    check_judge_matches(judge, data)
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+    if len(data) < 3:
+        raise ValueError(f"evaluation needs at least 3 sequences, got {len(data)}")
+    heads = {f.name: f.kind for f in judge.factors}
+    spans = _batches(len(data), batch_size)
+    g = torch.Generator().manual_seed(seed)
+    runs: dict[tuple[str, str], list[dict[str, dict[str, float]]]] = {}
+    mse_sum, rec_probs, orig_probs = 0.0, [], []
+    bar = tqdm(total=repeats * len(spans), disable=not progress, desc="eval", dynamic_ncols=True)
+    for r in range(repeats):
+        probs: dict[tuple[str, str], list[dict[str, torch.Tensor]]] = {}
+        for a, b in spans:
+            x = data.batch(torch.arange(a, b))
+            z = ops.encode(model, x)
+            basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
+                                  ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+            if r == 0:
+                rec = ops.decode(model, z)
+                mse_sum += float(((rec - x) ** 2).sum())
+                rec_probs.append(judge_probs(judge, rec))
+                orig_probs.append(judge_probs(judge, x))
+            for proto, keep in PROTOCOLS.items():
+                for how in MANIPULATIONS:
+                    frames = ops.decode(model, manipulate(z, basis, keep, how, g))
+                    probs.setdefault((proto, how), []).append(judge_probs(judge, frames))
+            bar.update(1)
+        for key, chunks in probs.items():
+            keep = PROTOCOLS[key[0]]
+            scores = {}
+            for name, kind in heads.items():
+                if kind != keep:
+                    continue
+                p = torch.cat([c[name] for c in chunks]).numpy()
+                scores[name] = judge_scores(p, data.labels[name].numpy())
+            runs.setdefault(key, []).append(scores)
+    bar.close()
+    table: dict = {}
+    for (proto, how), reps in runs.items():
+        for name in reps[0]:
+            for metric in ("acc", "is", "h_yx", "h_y"):
+                vals = np.array([rep[name][metric] for rep in reps], dtype=np.float64)
+                table.setdefault(proto, {}).setdefault(how, {}).setdefault(name, {})[metric] = {
+                    "mean": float(vals.mean()), "std": float(vals.std())}
+    labels = {name: data.labels[name].numpy() for name in heads}
+    sanity = {
+        "reconstruction_mse": mse_sum / float(data.x.numel()),
+        "judge_acc_on_reconstructions": {n: float((torch.cat([c[n] for c in rec_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
+        "judge_acc_on_originals": {n: float((torch.cat([c[n] for c in orig_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
+    }
+    return EvalReport(table, sanity, repeats, batch_size, len(data))
+
+
+def markdown_table(report: EvalReport) -> str:
+    """Rows: protocol × manipulation × head; columns Acc / IS / H(y|x) / H(y) as mean ± std."""
+    lines = ["| protocol | manipulation | judge head | Acc (%) | IS | H(y|x) | H(y) |", "|---|---|---|---|---|---|---|"]
+    for proto in sorted(report.table):
+        for how in MANIPULATIONS:
+            for name, m in report.table[proto].get(how, {}).items():
+                acc = f"{100 * m['acc']['mean']:.2f} ± {100 * m['acc']['std']:.2f}"
+                cells = [f"{m[k]['mean']:.4g} ± {m[k]['std']:.2g}" for k in ("is", "h_yx", "h_y")]
+                lines.append(f"| {proto} | {how} | {name} | {acc} | " + " | ".join(cells) + " |")
+    s = report.sanity
+    lines += ["", f"Sanity: reconstruction MSE {s['reconstruction_mse']:.5f}; judge accuracy on reconstructions "
+              + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["judge_acc_on_reconstructions"].items())
+              + "; on originals " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["judge_acc_on_originals"].items()),
+              f"({report.n} test sequences, {report.repeats} repeats, C refitted per batch of {report.batch_size}.)"]
+    return "\n".join(lines)
+

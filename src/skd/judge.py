@@ -1,0 +1,239 @@
+"""The judge: a supervised sequence classifier that scores generated samples (EVALUATION.md §1).
+
+Per-frame encoder 4 × [Conv 4×4 s2 + BN + LeakyReLU(0.2)] (64, 128, 256, 512 channels), Conv 4×4
+→ 128 + BN + Tanh (one stage fewer for 32×32 frames; an MLP for vector sequences); a 1-layer
+bidirectional LSTM (hidden 256); sequence feature = [forward state at the last frame ; backward
+state at frame 0] (512); one head per labelled factor, Linear(512, 256) → ReLU → Linear(K).
+Heads are taken from the dataset's declared factors, so every dataset is scored the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .config import ConfigError, DataConfig, _build, apply_overrides
+from .data.base import Factor, SequenceData
+from .nets.conv import ConvEncoder
+from .nets.mlp import MLPEncoder
+
+log = logging.getLogger(__name__)
+JUDGE_KIND = "judge"
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Judge architecture and its training recipe."""
+
+    width: int = 64  # first conv width (64, 128, 256, 512)
+    feature: int = 128  # per-frame feature size
+    lstm_hidden: int = 256
+    head_hidden: int = 256
+    epochs: int = 4  # 4 epochs + cosine: 100 % on every Sprites head (docs/EVALUATION.md)
+    max_steps: int = 0  # 0 = no limit
+    batch_size: int = 64
+    lr: float = 1e-3
+    schedule: Literal["cosine", "constant"] = "cosine"  # learning-rate schedule over all steps
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.width, self.feature, self.lstm_hidden, self.head_hidden, self.batch_size) < 1:
+            raise ConfigError("judge sizes and batch_size must be >= 1")
+        if self.epochs < 0 or self.max_steps < 0 or (self.epochs == 0 and self.max_steps == 0):
+            raise ConfigError("judge.epochs or judge.max_steps must be > 0")
+        if self.lr <= 0:
+            raise ConfigError(f"judge.lr={self.lr} must be > 0")
+
+
+@dataclass(frozen=True)
+class JudgeSetup:
+    judge: JudgeConfig = dataclasses.field(default_factory=JudgeConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+
+
+def judge_setup(overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> JudgeSetup:
+    """JudgeSetup from a dict plus ``judge.x=…`` / ``data.x=…`` overrides (type-checked)."""
+    return _build(JudgeSetup, apply_overrides(base or {}, overrides or []), "")
+
+
+class Judge(nn.Module):
+    """Sequence classifier with one head per factor: (B, T, *frame) -> {name: logits (B, K)}."""
+
+    def __init__(self, cfg: JudgeConfig, frame_shape: tuple[int, ...], factors: tuple[Factor, ...]) -> None:
+        super().__init__()
+        if not factors:
+            raise ValueError("a judge needs at least one labelled factor")
+        self.cfg = cfg
+        self.frame_shape = tuple(frame_shape)
+        self.factors = tuple(factors)
+        if len(frame_shape) == 3:
+            c, h, w = frame_shape
+            self.frame_encoder: nn.Module = ConvEncoder(in_channels=c, image_size=h, width=cfg.width, k=cfg.feature)
+        else:
+            self.frame_encoder = MLPEncoder(input_dim=frame_shape[0], k=cfg.feature, hidden=cfg.head_hidden)
+        self.lstm = nn.LSTM(cfg.feature, cfg.lstm_hidden, batch_first=True, bidirectional=True)
+        self.heads = nn.ModuleDict({
+            f.name: nn.Sequential(nn.Linear(2 * cfg.lstm_hidden, cfg.head_hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(cfg.head_hidden, f.size))
+            for f in factors
+        })
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        h = self.frame_encoder(x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1)  # (B, T, feature)
+        out = self.lstm(h)[0]  # (B, T, 2·hidden)
+        hid = self.cfg.lstm_hidden
+        return torch.cat([out[:, -1, :hid], out[:, 0, hid:]], dim=-1)  # (B, 2·hidden)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.features(x)
+        return {name: head(f) for name, head in self.heads.items()}
+
+
+@torch.no_grad()
+def judge_probs(judge: Judge, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Softmax probabilities of every head for frames x (N, T, ...) in [0, 1]: {name: (N, K)}."""
+    judge.eval()
+    chunks = [judge(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+    return {name: torch.cat([c[name] for c in chunks]).softmax(-1) for name in judge.heads}
+
+
+@torch.no_grad()
+def judge_accuracy(judge: Judge, data: SequenceData, batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Per-head accuracy of the judge on a labelled dataset."""
+    judge.eval()
+    correct = {f.name: 0 for f in judge.factors}
+    for i in range(0, len(data), batch_size):
+        idx = torch.arange(i, min(i + batch_size, len(data)))
+        logits = judge(data.batch(idx, device))
+        for name in correct:
+            correct[name] += int((logits[name].argmax(-1).cpu() == data.labels[name][idx]).sum())
+    return {name: c / len(data) for name, c in correct.items()}
+
+
+def labelled_factors(data: SequenceData) -> tuple[Factor, ...]:
+    facs = tuple(f for f in data.factors if f.name in data.labels)
+    if not facs:
+        raise ValueError(f"dataset {data.name!r} has no labels: a judge needs labelled factors")
+    return facs
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class JudgeResult:
+    judge: Judge
+    test_accuracy: dict[str, float]
+    steps: int
+    seconds: float
+    checkpoint: Path
+    sha256: str
+
+
+def train_judge(
+    setup: JudgeSetup, train: SequenceData, test: SequenceData | None, out_dir: str | Path,
+    *, progress: bool = True, device: torch.device | None = None,
+) -> JudgeResult:
+    """Fully supervised training of the judge; writes ``judge.pt`` and ``judge.json`` to out_dir."""
+    cfg = setup.judge
+    out_dir = Path(out_dir)
+    if (out_dir / "judge.pt").exists():
+        raise FileExistsError(f"{out_dir} already holds a judge; choose another --out")
+    factors = labelled_factors(train)
+    device = device or torch.device("cpu")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    judge = Judge(cfg, train.frame_shape, factors).to(device)
+    opt = torch.optim.Adam(judge.parameters(), lr=cfg.lr)
+    n = len(train)
+    bs = min(cfg.batch_size, n)
+    per_epoch = max(1, n // bs)
+    total = cfg.epochs * per_epoch if cfg.epochs else cfg.max_steps
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total)) if cfg.schedule == "cosine" else None
+    g = torch.Generator().manual_seed(cfg.seed)
+    t0 = time.time()
+    step = 0
+    bar = tqdm(total=total, disable=not progress, desc="judge", dynamic_ncols=True)
+    judge.train()
+    try:
+        while step < total:
+            order = torch.randperm(n, generator=g)
+            for b in range(per_epoch):
+                if step >= total:
+                    break
+                idx = order[b * bs : (b + 1) * bs]
+                logits = judge(train.batch(idx, device))
+                loss = sum(F.cross_entropy(logits[f.name], train.labels[f.name][idx].to(device)) for f in factors)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                step += 1
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3g}")
+    finally:
+        bar.close()
+    seconds = time.time() - t0
+    eval_data = test if test is not None and len(test) else train
+    acc = judge_accuracy(judge, eval_data, device=device)
+    config = {"judge": dataclasses.asdict(cfg), "data": dataclasses.asdict(setup.data),
+              "frame_shape": list(train.frame_shape), "factors": [dataclasses.asdict(f) for f in factors]}
+    ckpt = save_checkpoint(out_dir / "judge.pt", kind=JUDGE_KIND, config=config, state={"model": judge.state_dict()})
+    sha = file_sha256(ckpt)
+    report = {"sha256": sha, "test_accuracy": acc, "evaluated_on": "test" if eval_data is test else "train",
+              "steps": step, "epochs": step / per_epoch, "seconds": round(seconds, 1), **config}
+    atomic_write_text(out_dir / "judge.json", json.dumps(report, indent=2) + "\n")
+    judge.eval()
+    return JudgeResult(judge, acc, step, seconds, ckpt, sha)
+
+
+def load_judge(path: str | Path, device: str | torch.device = "cpu") -> tuple[Judge, str]:
+    """A trained judge (eval mode) and the SHA-256 of its checkpoint file.
+
+    ``path`` is a judge folder (holding judge.pt) or the .pt file itself.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "judge.pt"
+    ck = load_checkpoint(path, kind=JUDGE_KIND, map_location=device)
+    c = ck["config"]
+    cfg = _build(JudgeConfig, c["judge"], "judge")
+    factors = tuple(Factor(f["name"], f["size"], f["kind"], tuple(f.get("values", ()))) for f in c["factors"])
+    judge = Judge(cfg, tuple(c["frame_shape"]), factors).to(device)
+    judge.load_state_dict(ck["model"])
+    judge.eval()
+    return judge, file_sha256(path)
+
+
+def check_judge_matches(judge: Judge, data: SequenceData) -> None:
+    """The judge must read this data's frames and predict its labelled factors."""
+    if tuple(judge.frame_shape) != tuple(data.frame_shape):
+        raise ValueError(f"judge reads frames {judge.frame_shape}, data has {data.frame_shape}")
+    for f in judge.factors:
+        mine = {g.name: g for g in data.factors}.get(f.name)
+        if mine is None or mine.size != f.size:
+            raise ValueError(f"judge head {f.name!r} ({f.size} classes) has no matching factor in {data.name!r}")

@@ -1,0 +1,110 @@
+"""Judge training/loading and the two-factor evaluation on the built-in data."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from skd.cli.main import main
+from skd.data import load_dataset
+from skd.evaluate import _batches, evaluate_two_factor, markdown_table
+from skd.judge import check_judge_matches, judge_setup, load_judge, train_judge
+from skd.train import train
+
+from conftest import tiny_config
+
+JUDGE_TINY = ["judge.width=4", "judge.feature=8", "judge.lstm_hidden=8", "judge.head_hidden=8", "judge.batch_size=8",
+              "judge.epochs=0", "judge.max_steps=4"]
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    cfg = tiny_config(max_steps=3)
+    tr, te = load_dataset(cfg.data)
+    run = train(cfg, root / "run", tr, progress=False)
+    setup = judge_setup(JUDGE_TINY, {"data": {"name": "shapes", "n_train": 48, "n_test": 16}})
+    jr = train_judge(setup, tr, te, root / "judge", progress=False)
+    return root, run, jr, te
+
+
+def test_judge_heads_follow_declared_factors(tiny_world) -> None:
+    root, _, jr, te = tiny_world
+    assert set(jr.judge.heads) == {f.name for f in te.factors}
+    info = json.loads((root / "judge" / "judge.json").read_text())
+    assert set(info["test_accuracy"]) == set(jr.judge.heads) and len(info["sha256"]) == 64
+    judge, sha = load_judge(root / "judge")
+    assert sha == info["sha256"]
+    x = te.batch(torch.arange(4))
+    with torch.no_grad():
+        a, b = jr.judge.eval()(x), judge(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_judge_refuses_mismatched_data(tiny_world) -> None:
+    _, _, jr, te = tiny_world
+    other = load_dataset(tiny_config().data.__class__(name="shapes", n_train=8, n_test=4, image_size=64))[0]
+    with pytest.raises(ValueError, match="judge reads frames"):
+        check_judge_matches(jr.judge, other)
+
+
+def test_evaluation_covers_every_sequence_and_both_protocols(tiny_world) -> None:
+    _, run, jr, te = tiny_world
+    rep = evaluate_two_factor(run.model, run.config, jr.judge, te, repeats=2, batch_size=6, progress=False)
+    assert rep.n == len(te) == 16
+    assert set(rep.table) == {"A", "B"}
+    assert set(rep.table["A"]["sample"]) == {"motion"}
+    assert set(rep.table["B"]["swap"]) == {"shape", "color", "size", "background"}
+    for proto in rep.table.values():
+        for heads in proto.values():
+            for m in heads.values():
+                assert 0 <= m["acc"]["mean"] <= 1 and m["is"]["mean"] >= 1 - 1e-9
+    assert "| A | sample | motion |" in markdown_table(rep)
+
+
+def test_batches_never_drop_sequences() -> None:
+    for n, b in [(16, 6), (2664, 256), (10, 3), (257, 256)]:
+        spans = _batches(n, b)
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(s[1] == t[0] for s, t in zip(spans, spans[1:]))
+        assert all(e - s >= 3 for s, e in spans)
+
+
+def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
+    root, _, _, _ = tiny_world
+    sets = [a for s in JUDGE_TINY for a in ("--set", s)] + ["--set", "data.n_train=48", "--set", "data.n_test=16"]
+    assert main(["judge", "train", "-q", "--data", "shapes", "--out", str(tmp_path / "j"), *sets]) == 0
+    assert main(["eval", "-q", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--repeats", "1",
+                 "--batch-size", "8", "--out", str(tmp_path / "e.json")]) == 0
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["judge_sha256"] and rep["table"]["A"]["swap"]["motion"]["acc"]["mean"] >= 0
+    capsys.readouterr()
+    # a checkpoint of the wrong kind is one clear line
+    assert main(["eval", "--run", str(root / "run"), "--judge", str(root / "run" / "checkpoint.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected 'judge'" in err[0]
+
+
+def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> None:
+    root, _, _, _ = tiny_world
+    run = str(root / "run")
+    assert main(["factors", "-q", "--run", run, "--fit-batch", "16", "--n-factors", "2"]) == 0
+    assert (root / "run" / "factors.json").exists() and (root / "run" / "factors" / "subsets.png").exists()
+    fj = json.loads((root / "run" / "factors.json").read_text())
+    name = fj["free"]["names"][0]
+    assert main(["swap", "-q", "--run", run, "--factors", name, "--pairs", "0:1"]) == 0
+    assert main(["morph", "-q", "--run", run, "--pairs", "0:1"]) == 0
+    assert (root / "run" / "morph" / "morph.gif").exists()
+    assert main(["eval", "-q", "--multifactor", "--run", run, "--judge", str(root / "judge"),
+                 "--out", str(tmp_path / "mf.json")]) == 0
+    res = json.loads((tmp_path / "mf.json").read_text())
+    assert "label-free" in res and "supervised" in res
+    row = next(iter(res["label-free"]["matrix"].values()))
+    assert set(row) == {"shape", "color", "size", "background", "motion"}
+    capsys.readouterr()
+    assert main(["swap", "--run", run, "--factors", "hat", "--pairs", "0:1"]) == 2
+    assert "unknown factor 'hat'" in capsys.readouterr().err
+    assert main(["factors", "--run", run, "--n-factors", "99"]) == 2
+    assert "exceeds the" in capsys.readouterr().err
+    assert main(["morph", "--run", str(tmp_path / "none")]) == 2
