@@ -416,3 +416,19 @@ def test_cli_bad_audio_input_is_one_line(tmp_path, capsys) -> None:
                  "--set", "data.pattern='(?P<speaker>nobody)/'"]) == 2
     assert "matches none of the" in _one_error_line(capsys)
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_eval_on_timit_layout_uses_cross_validated_probes(tmp_path, capsys) -> None:
+    import json
+
+    from skd.cli.main import main
+
+    root = make_timit(tmp_path / "copy")
+    run = tmp_path / "run"
+    assert main(["train", "-q", "--config", "timit", "--out", str(run), "--set", f"data.path={str(root)!r}",
+                 "--set", "data.seq_len=5", "--set", "model.hidden=16", "--set", "model.k=6", "--set", "loss.static_size=2",
+                 "--set", "train.batch_size=8", "--set", "train.max_steps=2", "--set", "train.epochs=0"]) == 0
+    assert main(["eval", "--audio", "--run", str(run)]) == 0
+    res = json.loads((run / "eval_audio.json").read_text())
+    assert res["n_speakers"] == 2 and res["n_utterances"] == 6
+    assert res["probe_protocol"] == "4-fold CV on test" and res["content_probe_dynamic"] is None and res["swap"] == {}

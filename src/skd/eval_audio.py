@@ -112,9 +112,10 @@ def utterance_embeddings(
     out: dict[str, torch.Tensor] = {}
     for part in ("static", "dynamic", "all"):
         out[part], ids = group_mean(part_embeddings(z, basis, part, coords=coords), utt)
-    first = torch.zeros(int(utt.max()) + 1, dtype=torch.long).scatter_(0, utt.flip(0), torch.arange(len(utt)).flip(0))
+    pick = torch.zeros(int(utt.max()) + 1, dtype=torch.long)
+    pick[utt] = torch.arange(len(utt))  # one chunk of each utterance (its chunks share their labels)
     for name, lab in data.labels.items():
-        out[f"label:{name}"] = lab[first[ids]]
+        out[f"label:{name}"] = lab[pick[ids]]
     return out
 
 
