@@ -160,7 +160,8 @@ class EigSorted:
     """Eigen-decomposition C = V diag(λ) U with U = V⁻¹, in the order of :func:`eig_sorted`.
 
     values (k,) complex128, vectors V (k, k) complex128 (columns), inverse U (k, k) complex128
-    (rows), component (k,) int64: conjugate-pair id, 0..n_components-1, non-decreasing.
+    (rows; empty (0, 0) when built with ``with_inverse=False``), component (k,) int64: conjugate-pair id,
+    0..n_components-1, non-decreasing.
     """
 
     values: torch.Tensor
@@ -196,7 +197,7 @@ def _component_ids(values: torch.Tensor, tol: float) -> tuple[torch.Tensor, torc
     return partner, is_pos
 
 
-def eig_sorted(C: torch.Tensor, *, tol: float = 1e-9) -> EigSorted:
+def eig_sorted(C: torch.Tensor, *, tol: float = 1e-9, with_inverse: bool = True) -> EigSorted:
     """Eigen-decomposition of C (k, k) in complex128 with an explicit, documented order.
 
     Order: components (a real eigenvalue, or a conjugate pair) by descending modulus |λ|, ties
@@ -236,6 +237,8 @@ def eig_sorted(C: torch.Tensor, *, tol: float = 1e-9) -> EigSorted:
         component = torch.cumsum(new_comp, 0) - 1
     values = values[order]
     vectors = vectors[:, order]
+    if not with_inverse:  # the loss reads eigenvalues only: skip the inverse (and its condition check)
+        return EigSorted(values, vectors.detach(), vectors.new_empty(0, 0), component, int(component[-1]) + 1)
     inverse = torch.linalg.pinv(vectors.detach()) if _ill_conditioned(vectors) else torch.linalg.inv(vectors.detach())
     return EigSorted(values, vectors.detach(), inverse, component, int(component[-1]) + 1)
 

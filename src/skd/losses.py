@@ -61,7 +61,7 @@ def spectral_loss(C: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[
         nan = C.sum() * float("nan")
         return nan, {"eig_static": nan, "eig_dynamic": nan}
     try:
-        eig = eig_sorted(C)
+        eig = eig_sorted(C, with_inverse=False)
     except torch.linalg.LinAlgError:
         nan = C.sum() * float("nan")
         return nan, {"eig_static": nan, "eig_dynamic": nan}
