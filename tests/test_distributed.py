@@ -113,7 +113,7 @@ def _training_checks(out_dir: Path, rank: int) -> dict:
     res["resume_equal"] = bool(torch.equal(pa, pb))
     res["bn_reverted"] = not any(isinstance(m, D.GlobalBatchNorm) for m in resumed.model.modules())
     # step-1 losses of a run without dropout, to compare with one process (float32, global BN)
-    nodrop = tiny_config(max_steps=1)
+    nodrop = tiny_config(max_steps=1, precision="fp32", memory_format="contiguous")
     nodrop = dataclasses.replace(nodrop, model=dataclasses.replace(nodrop.model, dropout=0.0))
     train(nodrop, out_dir / "c", data, progress=False)
     return res
@@ -197,7 +197,7 @@ def test_two_process_run_writes_one_checkpoint_and_resumes_exactly(job) -> None:
 
 def test_two_process_step_equals_single_process_step(job, tmp_path) -> None:
     out, _ = job
-    cfg = tiny_config(max_steps=1)
+    cfg = tiny_config(max_steps=1, precision="fp32", memory_format="contiguous")  # exact comparison
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.0))
     train(cfg, tmp_path / "one", load_dataset(cfg.data)[0], progress=False)
     two = json.loads((out / "c" / "metrics.jsonl").read_text().splitlines()[0])

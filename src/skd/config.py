@@ -116,6 +116,9 @@ class TrainConfig:
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 0  # torch CPU threads, 0 = torch default
     sync_bn: bool = True  # several processes: BatchNorm statistics of the global batch (exact), else per process
+    precision: str = "auto"  # frame networks: auto (bf16 where native, conv nets) | fp32 | bf16; see skd.precision
+    memory_format: str = "auto"  # frame networks: auto (channels_last for conv on cpu/cuda) | channels_last | contiguous
+    compile: bool = False  # torch.compile the frame networks
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -126,6 +129,10 @@ class TrainConfig:
             raise ConfigError("train.epochs, train.max_steps and train.minutes must be >= 0")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.max_bad_steps < 1:
             raise ConfigError("train.checkpoint_every, log_every and max_bad_steps must be >= 1")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"train.precision={self.precision!r} must be one of auto, fp32, bf16")
+        if self.memory_format not in ("auto", "channels_last", "contiguous"):
+            raise ConfigError(f"train.memory_format={self.memory_format!r} must be one of auto, channels_last, contiguous")
 
 
 AUDIO_DATA = ("fsdd", "audio", "timit")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from .config import LossConfig
 from .koopman import eig_sorted, select_static
 from .model import ModelOutput
+from .precision import full_precision
 
 _DYNAMIC = ("real", "thresh", "strict", "ball")
 
@@ -86,7 +87,8 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
     else:
         raise ValueError(f"ambient_pred={cfg.ambient_pred!r} must be 'reference' or 'paper'")
     if cfg.w_eig > 0:
-        eig, eig_parts = spectral_loss(out.C, cfg)
+        with full_precision(out.C.device.type):  # eigendecomposition in float64, never autocast
+            eig, eig_parts = spectral_loss(out.C, cfg)
         eig = eig.to(rec.dtype)
     else:
         eig = rec.new_zeros(())

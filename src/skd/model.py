@@ -11,6 +11,7 @@ from .config import ModelConfig
 from .koopman import fit_koopman, predict_latents
 from .nets.conv import ConvDecoder, ConvEncoder
 from .nets.mlp import MLPDecoder, MLPEncoder
+from .precision import frame_autocast, full_precision
 
 
 @dataclass
@@ -73,6 +74,9 @@ class KoopmanAE(nn.Module):
         self.enc_lstm = TemporalLSTM(cfg.k, cfg.lstm)
         self.dec_lstm = TemporalLSTM(cfg.k, cfg.lstm)
         self.dropout = nn.Dropout(cfg.dropout)
+        # how the frame networks run (set by skd.precision.apply_plan; not part of the state)
+        self.frame_autocast: torch.dtype | None = None
+        self.channels_last = False
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
@@ -87,14 +91,23 @@ class KoopmanAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, *frame) -> (B, T, k)."""
         b, t = x.shape[:2]
-        h = self.frame_encoder(x.reshape(b * t, *x.shape[2:]))  # (B·T, k)
-        return self.enc_lstm(h.reshape(b, t, -1))  # (B, T, k)
+        frames = x.reshape(b * t, *x.shape[2:])  # (B·T, *frame)
+        if self.channels_last and frames.ndim == 4:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        with frame_autocast(x.device.type, self.frame_autocast):
+            h = self.frame_encoder(frames)  # (B·T, k)
+        h = h.to(x.dtype)  # back from bf16 (ours or a caller's autocast): the rest runs in x's precision
+        with full_precision(x.device.type):
+            return self.enc_lstm(h.reshape(b, t, -1))  # (B, T, k)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, T, k) -> (B, T, *frame)."""
         b, t, k = z.shape
-        h = self.dec_lstm(z).reshape(b * t, k)  # (B·T, k)
-        x = self.frame_decoder(h)  # (B·T, *frame)
+        with full_precision(z.device.type):
+            h = self.dec_lstm(z).reshape(b * t, k)  # (B·T, k)
+        with frame_autocast(z.device.type, self.frame_autocast):
+            x = self.frame_decoder(h)  # (B·T, *frame)
+        x = x.to(z.dtype)
         return x.reshape(b, t, *x.shape[1:])
 
     def forward(
@@ -107,8 +120,9 @@ class KoopmanAE(nn.Module):
     ) -> ModelOutput:
         """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`)."""
         z = self.encode(x)  # (B, T, k)
-        C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
-        z_pred = predict_latents(z, C)  # (B, T, k)
+        with full_precision(x.device.type):  # Eq. 2 in float64 even inside a caller's autocast
+            C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
+            z_pred = predict_latents(z, C)  # (B, T, k)
         x_rec = self.decode(self.dropout(z))
         x_pred = self.decode(z_pred)
         return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred)

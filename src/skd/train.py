@@ -38,6 +38,7 @@ from .config import Config, ConfigError, apply_overrides, config_from_dict, reso
 from .data.base import SequenceData
 from .losses import compute_losses
 from .model import KoopmanAE
+from .precision import apply_plan, reset_plan, resolve_plan
 
 log = logging.getLogger(__name__)
 CKPT_KIND = "koopman-ae"
@@ -74,6 +75,12 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"train.device={name!r} but MPS is not available")
     return dev
+
+
+def grads_finite(model: torch.nn.Module) -> bool:
+    """All parameter gradients finite, decided with one device synchronisation (not one per tensor)."""
+    flags = [torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -214,6 +221,10 @@ def train(
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     model = build_model(cfg).to(device)
+    plan = resolve_plan(tc.precision, tc.memory_format, tc.compile, device, cfg.model.kind)
+    apply_plan(model, plan)
+    if world.is_main:
+        log.info("device %s, %s", device, plan.describe())
     if world.distributed and tc.sync_bn:
         D.convert_sync_batchnorm(model)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
@@ -295,7 +306,7 @@ def train(
             if ok:
                 opt.zero_grad(set_to_none=True)
                 total.backward()
-                ok = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+                ok = grads_finite(model)
                 if ok:
                     opt.step()
             pos += 1
@@ -337,11 +348,13 @@ def train(
             metrics_file.close()
     seconds = elapsed0 + time.time() - t0
     result = {"step": step, "epoch": epoch, "bad_steps": bad_total, "stopped": stopped, "seconds": round(seconds, 2),
+              "device": str(device), "execution": plan.to_dict(),
               "last": {k: (v if math.isfinite(v) else None) for k, v in last.items()}}
     if world.is_main:
         atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
     D.barrier(device)
     if world.distributed and tc.sync_bn:
         D.revert_sync_batchnorm(model)
+    reset_plan(model)
     model.eval()
     return TrainResult(model, cfg, run_dir, step, epoch, bad_total, stopped, seconds, last)

@@ -1,0 +1,109 @@
+"""Execution plans: bf16 autocast on the frame networks only, channels_last, the float64 Koopman core."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from skd.config import ConfigError, LossConfig, ModelConfig, TrainConfig
+from skd.data import load_dataset
+from skd.koopman import fit_koopman
+from skd.losses import compute_losses, spectral_loss
+from skd.model import KoopmanAE
+from skd.precision import apply_plan, reset_plan, resolve_plan
+from skd.train import grads_finite, train
+
+CPU = torch.device("cpu")
+
+
+def _model(seed: int = 0) -> KoopmanAE:
+    torch.manual_seed(seed)
+    return KoopmanAE(ModelConfig(kind="conv", image_size=32, width=4, k=8, dropout=0.0))
+
+
+def _x(seed: int = 1) -> torch.Tensor:
+    return torch.rand(4, 5, 3, 32, 32, generator=torch.Generator().manual_seed(seed))  # (B, T, C, H, W)
+
+
+def test_plan_choices() -> None:
+    assert resolve_plan("fp32", "auto", False, CPU, "conv").autocast is None
+    assert resolve_plan("bf16", "auto", False, CPU, "conv").autocast is torch.bfloat16
+    assert resolve_plan("auto", "auto", False, CPU, "mlp").autocast is None  # MLP nets stay fp32
+    assert resolve_plan("auto", "auto", False, CPU, "conv").channels_last
+    assert not resolve_plan("auto", "contiguous", False, CPU, "conv").channels_last
+    assert not resolve_plan("auto", "channels_last", False, CPU, "mlp").channels_last  # no 4-D tensors
+    with pytest.raises(ValueError, match="precision"):
+        resolve_plan("fp16", "auto", False, CPU, "conv")
+    with pytest.raises(ValueError, match="bf16 needs"):
+        resolve_plan("bf16", "auto", False, torch.device("meta"), "conv")
+    with pytest.raises(ConfigError, match="train.precision"):
+        TrainConfig(precision="half")
+    with pytest.raises(ConfigError, match="train.memory_format"):
+        TrainConfig(memory_format="nhwc")
+
+
+def test_koopman_core_stays_float64_inside_a_callers_autocast() -> None:
+    """Eq. 2 and Eq. 4 give the same numbers inside torch.autocast as outside it."""
+    model = _model().eval()
+    x = _x()
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            z = model.encode(x).float()
+            C_in = fit_koopman(ref.z)
+            eig_in, _ = spectral_loss(ref.C, LossConfig(static_size=3))
+    eig_out, _ = spectral_loss(ref.C, LossConfig(static_size=3))
+    assert C_in.dtype == torch.float64
+    assert torch.equal(C_in, ref.C)
+    assert torch.equal(eig_in, eig_out)
+    assert z.shape == ref.z.shape
+
+
+def test_bf16_frame_nets_keep_float32_interfaces_and_close_values() -> None:
+    fp32, bf16 = _model(), _model()
+    apply_plan(bf16, resolve_plan("bf16", "channels_last", False, CPU, "conv"))
+    x = _x()
+    a, b = fp32.train()(x), bf16.train()(x)
+    assert b.z.dtype == torch.float32 and b.x_rec.dtype == torch.float32 and b.C.dtype == torch.float64
+    la, _ = compute_losses(x, a, LossConfig(static_size=3))
+    lb, _ = compute_losses(x, b, LossConfig(static_size=3))
+    assert torch.isfinite(lb)
+    assert abs(lb.item() - la.item()) < 0.05 * abs(la.item())  # bf16 keeps ~3 significant digits
+    lb.backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in bf16.parameters())
+    assert grads_finite(bf16)
+
+
+def test_channels_last_computes_the_same_function() -> None:
+    plain, nhwc = _model(), _model()
+    apply_plan(nhwc, resolve_plan("fp32", "channels_last", False, CPU, "conv"))
+    assert nhwc.frame_encoder.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = _x()
+    with torch.no_grad():
+        a, b = plain.eval()(x), nhwc.eval()(x)
+    torch.testing.assert_close(b.x_rec, a.x_rec, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(b.z, a.z, rtol=1e-5, atol=1e-6)  # (C itself amplifies rounding: tiny batch)
+    reset_plan(nhwc)
+    assert nhwc.frame_encoder.net[0].weight.is_contiguous() and nhwc.frame_autocast is None
+
+
+def test_grads_finite_catches_one_bad_tensor() -> None:
+    m = _model()
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    assert grads_finite(m)
+    next(m.parameters()).grad[0] = float("nan")
+    assert not grads_finite(m)
+
+
+def test_bf16_training_resumes_bit_identically(tmp_path) -> None:
+    shapes = load_dataset(tiny_config().data)[0]
+    cfg = lambda steps: tiny_config(max_steps=steps, checkpoint_every=3, precision="bf16")  # noqa: E731
+    full = train(cfg(6), tmp_path / "full", shapes, progress=False)
+    train(cfg(3), tmp_path / "half", shapes, progress=False)
+    resumed = train(cfg(6), tmp_path / "half", shapes, resume=True, progress=False)
+    flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
+    assert torch.equal(flat(full.model), flat(resumed.model))
+    assert dataclasses.asdict(full.config.train)["precision"] == "bf16"
