@@ -107,3 +107,30 @@ def test_bf16_training_resumes_bit_identically(tmp_path) -> None:
     flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
     assert torch.equal(flat(full.model), flat(resumed.model))
     assert dataclasses.asdict(full.config.train)["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("kind", ["conv", "mlp"])
+def test_fused_decode_equals_two_decoder_calls(kind) -> None:
+    """One decoder pass for reconstruction + prediction: same loss, gradients and BN running stats."""
+    if kind == "conv":
+        mc, x = ModelConfig(kind="conv", image_size=32, width=4, k=8, dropout=0.2), _x()
+    else:
+        mc = ModelConfig(kind="mlp", input_dim=12, k=8, dropout=0.2)
+        x = torch.randn(4, 5, 12, generator=torch.Generator().manual_seed(3))
+    models = []
+    for fuse in (False, True):
+        torch.manual_seed(0)
+        m = KoopmanAE(mc).train()
+        m.fuse_decode = fuse
+        torch.manual_seed(7)  # the same dropout mask in both
+        total, parts = compute_losses(x, m(x), LossConfig(static_size=3))
+        total.backward()
+        models.append((m, total, parts))
+    (a, la, pa), (b, lb, pb) = models
+    torch.testing.assert_close(lb, la, rtol=1e-6, atol=1e-8)
+    for key in pa:
+        torch.testing.assert_close(pb[key], pa[key], rtol=1e-5, atol=1e-8)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-7, msg=name)
+    for (name, buf), buf2 in zip(a.named_buffers(), b.buffers()):
+        torch.testing.assert_close(buf2, buf, rtol=1e-6, atol=1e-7, msg=name)

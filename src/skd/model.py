@@ -77,6 +77,7 @@ class KoopmanAE(nn.Module):
         # how the frame networks run (set by skd.precision.apply_plan; not part of the state)
         self.frame_autocast: torch.dtype | None = None
         self.channels_last = False
+        self.fuse_decode = True  # one decoder pass for reconstruction + prediction (decode_pair)
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
@@ -110,6 +111,21 @@ class KoopmanAE(nn.Module):
         x = x.to(z.dtype)
         return x.reshape(b, t, *x.shape[1:])
 
+    def decode_pair(self, za: torch.Tensor, zb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(decode(za), decode(zb))`` in one pass over the stacked batch when the frame decoder
+        supports it (ours do: BatchNorm statistics stay per batch, so the values are those of two
+        calls); a plugged-in decoder without a ``groups`` argument gets two calls. (B, T, k) each.
+        """
+        if not self.fuse_decode or not getattr(self.frame_decoder, "supports_groups", False):
+            return self.decode(za), self.decode(zb)
+        b, t, k = za.shape
+        with full_precision(za.device.type):
+            h = self.dec_lstm(torch.cat([za, zb])).reshape(2 * b * t, k)  # (2·B·T, k)
+        with frame_autocast(za.device.type, self.frame_autocast):
+            x = self.frame_decoder(h, groups=2)  # (2·B·T, *frame)
+        x = x.to(za.dtype).reshape(2, b, t, *x.shape[1:])
+        return x[0], x[1]
+
     def forward(
         self,
         x: torch.Tensor,
@@ -123,6 +139,5 @@ class KoopmanAE(nn.Module):
         with full_precision(x.device.type):  # Eq. 2 in float64 even inside a caller's autocast
             C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
             z_pred = predict_latents(z, C)  # (B, T, k)
-        x_rec = self.decode(self.dropout(z))
-        x_pred = self.decode(z_pred)
+        x_rec, x_pred = self.decode_pair(self.dropout(z), z_pred)
         return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred)

@@ -325,7 +325,8 @@ def train(
             else:
                 bad_run = 0
                 if values is None:
-                    values = {"loss": total.item(), **{key: val.item() for key, val in parts.items()}}
+                    flat = torch.stack([total.detach(), *(v.detach().to(total.dtype) for v in parts.values())]).tolist()
+                    values = dict(zip(["loss", *parts], flat))  # one device synchronisation
                 for key, val in values.items():
                     window.setdefault(key, []).append(val)
             bar.update(1)

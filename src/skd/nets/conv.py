@@ -8,6 +8,24 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def grouped_forward(net: nn.Sequential, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``net`` on ``groups`` equal batches stacked in ``x``, exactly as ``groups`` separate calls.
+
+    Convolutions and pointwise layers act on each sample alone, so they run once on the whole
+    stack (larger, better-used GEMMs); a BatchNorm layer in training mode normalises each batch
+    with that batch's own statistics and updates its running averages once per batch, in order.
+    """
+    if groups == 1:
+        return net(x)
+    for layer in net:
+        if isinstance(layer, _BatchNorm):
+            x = torch.cat([layer(part) for part in x.chunk(groups)])
+        else:
+            x = layer(x)
+    return x
 
 
 def _stages(image_size: int) -> int:
@@ -39,6 +57,8 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Codes (N, k) -> frames (N, C, H, W)."""
 
+    supports_groups = True  # forward(z, groups) decodes stacked batches as separate calls
+
     def __init__(
         self, *, out_channels: int = 3, image_size: int = 64, width: int = 32, k: int = 40, output: str = "sigmoid"
     ) -> None:
@@ -59,5 +79,6 @@ class ConvDecoder(nn.Module):
             raise ValueError(f"output={output!r} must be 'sigmoid' or 'linear'")
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])  # (N, C, H, W)
+    def forward(self, z: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """``groups`` > 1: ``z`` stacks that many equal batches decoded as if by separate calls."""
+        return grouped_forward(self.net, z[:, :, None, None], groups)  # (N, C, H, W)

@@ -31,6 +31,8 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """Codes (N, k) -> vectors (N, D); linear output (or sigmoid for data in [0, 1])."""
 
+    supports_groups = True  # forward(z, groups) decodes stacked batches as separate calls
+
     def __init__(self, *, output_dim: int, k: int, hidden: int = 256, layers: int = 2, output: str = "linear") -> None:
         super().__init__()
         mods = _mlp(k, output_dim, hidden, layers)
@@ -40,5 +42,6 @@ class MLPDecoder(nn.Module):
             raise ValueError(f"output={output!r} must be 'sigmoid' or 'linear'")
         self.net = nn.Sequential(*mods)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """``groups`` is accepted for the fused decode; LayerNorm is per sample, so one call is exact."""
         return self.net(z)  # (N, D)
