@@ -59,9 +59,13 @@ def manipulate(z: torch.Tensor, basis: ops.KoopmanBasis, keep: str, how: str, g:
 
 def evaluate_two_factor(
     model: KoopmanAE, cfg: Config, judge: Judge, data: SequenceData, *, repeats: int = 5, batch_size: int = 256,
-    seed: int = 0, progress: bool = True,
+    seed: int = 0, progress: bool = True, only: tuple[tuple[str, str], ...] | None = None, sanity: bool = True,
 ) -> EvalReport:
-    """Protocols A and B with sampling and swapping, mean ± std over ``repeats`` fresh draws."""
+    """Protocols A and B with sampling and swapping, mean ± std over ``repeats`` fresh draws.
+
+    ``only``: a subset of (protocol, manipulation) pairs, e.g. ``(("A", "sample"),)``;
+    ``sanity=False`` skips the reconstruction sanity line (both for quick checks during training).
+    """
     check_judge_matches(judge, data)
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be >= 1")
@@ -80,13 +84,15 @@ def evaluate_two_factor(
             z = ops.encode(model, x)
             basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
                                   ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
-            if r == 0:
+            if r == 0 and sanity:
                 rec = ops.decode(model, z)
                 mse_sum += float(((rec - x) ** 2).sum())
                 rec_probs.append(judge_probs(judge, rec))
                 orig_probs.append(judge_probs(judge, x))
             for proto, keep in PROTOCOLS.items():
                 for how in MANIPULATIONS:
+                    if only is not None and (proto, how) not in only:
+                        continue
                     frames = ops.decode(model, manipulate(z, basis, keep, how, g))
                     probs.setdefault((proto, how), []).append(judge_probs(judge, frames))
             bar.update(1)
@@ -108,6 +114,8 @@ def evaluate_two_factor(
                 table.setdefault(proto, {}).setdefault(how, {}).setdefault(name, {})[metric] = {
                     "mean": float(vals.mean()), "std": float(vals.std())}
     labels = {name: data.labels[name].numpy() for name in heads}
+    if not sanity:
+        return EvalReport(table, {}, repeats, batch_size, len(data))
     sanity = {
         "reconstruction_mse": mse_sum / float(data.x.numel()),
         "judge_acc_on_reconstructions": {n: float((torch.cat([c[n] for c in rec_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},

@@ -81,7 +81,7 @@ def resolve_plan(
         dtype, reason = torch.bfloat16, f"auto: native bf16 on {device.type}"
     else:
         dtype = None
-        reason = "auto: fp32 (" + ("no native bf16 on this device" if conv else "MLP frame nets gain nothing from bf16") + ")"
+        reason = "auto: fp32 (" + ("no native bf16 on this device" if conv else "MLP frame nets: bf16 not benchmarked, kept fp32") + ")"
     if memory_format == "auto":
         cl = conv and device.type in ("cpu", "cuda")
     else:

@@ -1,0 +1,107 @@
+"""Wall-clock training time until an SKD model reaches judge quality on real Sprites.
+
+    PYTHONPATH=src python benchmarks/time_to_quality.py --preset fast --data data/sprites \
+        --judge judges/sprites --minutes 30 --out runs/ttq_fast
+    PYTHONPATH=src python benchmarks/time_to_quality.py --preset sprites ...   # the paper size
+
+Training runs in chunks of ``--eval-every`` minutes of training time (``skd train`` semantics,
+resumed exactly between chunks). After each chunk the model is scored with Protocol A with
+sampling (EVALUATION.md §2: keep the dynamics, sample the statics, judge's action head) on the
+WHOLE test split; the evaluation time is not counted as training time. Every point goes to
+OUT/ttq.jsonl; the end prints the training time at which Acc first reached 95 % and 99 %, and
+when the targets (Acc ≥ 99 %, IS ≥ --target-is) were first met together. ``--stop-at-target``
+ends the run there. Re-running with the same --out continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from skd.config import load_config
+from skd.data import load_dataset
+from skd.evaluate import evaluate_two_factor
+from skd.judge import load_judge
+from skd.train import load_run, train
+
+
+def score(run: Path, judge, test, seed: int) -> dict[str, float]:
+    model, cfg = load_run(run)
+    rep = evaluate_two_factor(model, cfg, judge, test, repeats=1, seed=seed, progress=False,
+                              only=(("A", "sample"),), sanity=False)
+    row = rep.table["A"]["sample"]["action"]
+    return {k: row[k]["mean"] for k in ("acc", "is", "h_yx", "h_y")}
+
+
+def first(points: list[dict], pred) -> dict | None:
+    return next((p for p in points if pred(p)), None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="fast", help="config preset or TOML (default: fast)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--data", required=True, help="built Sprites folder (skd data sprites)")
+    ap.add_argument("--judge", required=True, help="judge folder or judge.pt (skd judge train)")
+    ap.add_argument("--minutes", type=float, default=30.0, help="total training-time budget")
+    ap.add_argument("--eval-every", type=float, default=5.0, help="minutes of training between evaluations")
+    ap.add_argument("--target-is", type=float, default=8.5)
+    ap.add_argument("--stop-at-target", action="store_true")
+    ap.add_argument("--eval-threads", type=int, default=0, help="threads while evaluating (0 = as training)")
+    ap.add_argument("--out", required=True, help="run folder (resumed if it exists)")
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    cfg = load_config(args.preset, [*args.overrides, f'data.path="{args.data}"'])
+    train_data, test = load_dataset(cfg.data)
+    judge, sha = load_judge(args.judge)
+    log_path = out / "ttq.jsonl"
+    points = [json.loads(s) for s in log_path.read_text().splitlines()] if log_path.exists() else []
+    print(f"preset {args.preset} {' '.join(args.overrides)} | judge sha256 {sha[:12]} | "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}", flush=True)
+    trained = points[-1]["train_seconds"] if points else 0.0
+    while trained < args.minutes * 60 - 1:
+        chunk = min(args.eval_every, args.minutes - trained / 60)
+        run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0, max_steps=0, minutes=chunk))
+        res = train(run_cfg, out, train_data, resume=(out / "checkpoint.pt").exists(), progress=False,
+                    command="benchmarks/time_to_quality.py")
+        trained = res.seconds
+        t = time.time()
+        threads = torch.get_num_threads()
+        if args.eval_threads:
+            torch.set_num_threads(args.eval_threads)
+        point = {"train_seconds": round(trained, 1), "step": res.step, "epoch": res.epoch,
+                 **score(out, judge, test, seed=len(points)), "eval_seconds": 0.0}
+        torch.set_num_threads(threads)
+        point["eval_seconds"] = round(time.time() - t, 1)
+        points.append(point)
+        with open(log_path, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        print(f"{trained / 60:6.1f} min  step {res.step:6d}  epoch {res.epoch:3d}  Acc {100 * point['acc']:6.2f} %  "
+              f"IS {point['is']:.3f}  H(y|x) {point['h_yx']:.4f}  H(y) {point['h_y']:.3f}  (eval {point['eval_seconds']:.0f} s)",
+              flush=True)
+        if args.stop_at_target and point["acc"] >= 0.99 and point["is"] >= args.target_is:
+            break
+
+    def when(p):
+        return f"{p['train_seconds'] / 60:.1f} min (step {p['step']}, epoch {p['epoch']})" if p else "not reached"
+
+    summary = {
+        "preset": args.preset, "overrides": args.overrides, "judge_sha256": sha, "points": len(points),
+        "acc95": first(points, lambda p: p["acc"] >= 0.95), "acc99": first(points, lambda p: p["acc"] >= 0.99),
+        "target": first(points, lambda p: p["acc"] >= 0.99 and p["is"] >= args.target_is), "best": max(points, key=lambda p: p["acc"]),
+        "last": points[-1],
+    }
+    (out / "ttq_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nAcc ≥ 95 %: {when(summary['acc95'])}\nAcc ≥ 99 %: {when(summary['acc99'])}\n"
+          f"Acc ≥ 99 % and IS ≥ {args.target_is}: {when(summary['target'])}")
+
+
+if __name__ == "__main__":
+    main()
