@@ -134,3 +134,16 @@ def test_fused_decode_equals_two_decoder_calls(kind) -> None:
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-7, msg=name)
     for (name, buf), buf2 in zip(a.named_buffers(), b.buffers()):
         torch.testing.assert_close(buf2, buf, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_auto_plan_on_a_bf16_capable_gpu(monkeypatch) -> None:
+    """The CUDA branch of the plan (no GPU here): bf16 + channels_last when the device has bf16."""
+    import skd.precision as P
+
+    monkeypatch.setattr(P, "native_bf16", lambda device: device.type == "cuda")
+    plan = P.resolve_plan("auto", "auto", False, torch.device("cuda"), "conv")
+    assert plan.autocast is torch.bfloat16 and plan.channels_last and "cuda" in plan.reason
+    monkeypatch.setattr(P, "native_bf16", lambda device: False)
+    assert P.resolve_plan("auto", "auto", False, torch.device("cuda"), "conv").autocast is None
+    assert P.resolve_plan("auto", "auto", False, torch.device("mps"), "conv") == P.ExecutionPlan(
+        None, False, False, "auto: fp32 (no native bf16 on this device)")

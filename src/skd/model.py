@@ -77,7 +77,9 @@ class KoopmanAE(nn.Module):
         # how the frame networks run (set by skd.precision.apply_plan; not part of the state)
         self.frame_autocast: torch.dtype | None = None
         self.channels_last = False
-        self.fuse_decode = True  # one decoder pass for reconstruction + prediction (decode_pair)
+        # one decoder pass for reconstruction + prediction (decode_pair): exact, but measured 0.97× on
+        # CPU (benchmarks/train_speed.py), so off by default
+        self.fuse_decode = False
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
