@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="judge mode: fresh random draws (default: 5)")
     p.add_argument("--batch-size", type=int, default=256, help="judge modes: sequences per C fit / batch (default: 256)")
     p.add_argument("--limit", type=int, default=0, metavar="N",
-                   help="judge mode: only the first N test sequences (a quick look; the protocol uses all)")
+                   help="judge modes: only the first N test sequences (a quick look; the protocol uses all)")
     p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
     p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
     p.add_argument("--fit-batch", type=int, default=0,
@@ -140,14 +140,19 @@ def _markdown_beside(args: argparse.Namespace, table: str) -> None:
     atomic_write_text(out.with_suffix(".md"), table + "\n")
 
 
+def _limited(data, limit: int):
+    if not limit:
+        return data
+    if limit < 3:
+        raise ValueError(f"--limit={limit} must be >= 3")
+    return data.subset(range(min(limit, len(data))))
+
+
 def run_judge(args: argparse.Namespace) -> dict[str, Any]:
     from ..evaluate import evaluate_two_factor, markdown_table
 
     model, cfg, judge, sha, data, data_cfg, has_test = _judge_data(args)
-    if args.limit:
-        if args.limit < 3:
-            raise ValueError(f"--limit={args.limit} must be >= 3")
-        data = data.subset(range(min(args.limit, len(data))))
+    data = _limited(data, args.limit)
     if args.batch_size < 3:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
     report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
@@ -164,6 +169,7 @@ def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown
 
     model, cfg, judge, sha, data, data_cfg, _ = _judge_data(args)
+    data = _limited(data, args.limit)
     fs = load_factors(args.run)
     results, parts = {}, []
     for kind, groups in (("label-free", fs.free), ("supervised", fs.supervised)):
@@ -177,7 +183,8 @@ def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     print(table)
     print(f"judge sha256: {sha}")
     _markdown_beside(args, table)
-    return {"judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg), **results}
+    return {"judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg),
+            "limit": args.limit or None, **results}
 
 
 # mode name -> (help, runner). A new benchmark family adds one entry here.
