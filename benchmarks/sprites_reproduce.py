@@ -9,7 +9,8 @@ across sessions) until the training budget is spent:
 Stages (each prints what it did and the command-line equivalent):
 1. ``skd data sprites --sheets SHEETS --out WORK/data --dtype uint8``
 2. ``skd judge train --data WORK/data --out WORK/judge`` (EVALUATION.md §1 recipe)
-3. ``skd train --config sprites --set data.path=WORK/data --out WORK/run`` for --train-minutes,
+3. ``skd train --config PRESET --set data.path=WORK/data --out WORK/run`` for --train-minutes
+   (PRESET = ``--preset``: ``sprites``, the paper size, or ``fast``, half the conv width),
    then ``skd train --resume WORK/run`` on later invocations
 4. ``skd eval --run WORK/run --judge WORK/judge --data WORK/data --repeats 5``
 """
@@ -37,6 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sheets", default="../shared/data/lpc-sprites", help="LPC sprite sheets folder")
     ap.add_argument("--work", default="work/sprites", help="working folder (data, judge, run)")
+    ap.add_argument("--preset", default="sprites", help="SKD config preset: sprites (paper size, default) or fast")
     ap.add_argument("--train-minutes", type=float, default=60.0, help="SKD training budget for this invocation")
     ap.add_argument("--judge-epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
@@ -58,7 +60,7 @@ def main() -> None:
                              "--set", f"train.minutes={args.train_minutes}"])
         print("previous:", done)
     else:
-        stage("train SKD", ["train", "--config", "sprites", "--set", f"data.path={json.dumps(str(data))}",
+        stage("train SKD", ["train", "--config", args.preset, "--set", f"data.path={json.dumps(str(data))}",
                             "--set", f"train.minutes={args.train_minutes}", *sets, "--out", str(run)])
     if not args.skip_eval:
         stage("evaluate", ["eval", "--run", str(run), "--judge", str(judge), "--data", str(data),
