@@ -100,6 +100,10 @@ class LossConfig:
             raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")
 
 
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see skd.precision)
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # train.memory_format
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping."""
@@ -129,10 +133,10 @@ class TrainConfig:
             raise ConfigError("train.epochs, train.max_steps and train.minutes must be >= 0")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.max_bad_steps < 1:
             raise ConfigError("train.checkpoint_every, log_every and max_bad_steps must be >= 1")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"train.precision={self.precision!r} must be one of auto, fp32, bf16")
-        if self.memory_format not in ("auto", "channels_last", "contiguous"):
-            raise ConfigError(f"train.memory_format={self.memory_format!r} must be one of auto, channels_last, contiguous")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"train.memory_format={self.memory_format!r} must be one of {', '.join(MEMORY_FORMATS)}")
 
 
 AUDIO_DATA = ("fsdd", "audio", "timit")

@@ -105,28 +105,29 @@ class KoopmanAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, T, k) -> (B, T, *frame)."""
-        b, t, k = z.shape
-        with full_precision(z.device.type):
-            h = self.dec_lstm(z).reshape(b * t, k)  # (B·T, k)
-        with frame_autocast(z.device.type, self.frame_autocast):
-            x = self.frame_decoder(h)  # (B·T, *frame)
-        x = x.to(z.dtype)
-        return x.reshape(b, t, *x.shape[1:])
+        return self._decode_stacked([z])[0]
 
     def decode_pair(self, za: torch.Tensor, zb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(decode(za), decode(zb))`` in one pass over the stacked batch when the frame decoder
-        supports it (ours do: BatchNorm statistics stay per batch, so the values are those of two
-        calls); a plugged-in decoder without a ``groups`` argument gets two calls. (B, T, k) each.
+        """``(decode(za), decode(zb))``, in one pass over the stacked batch when ``fuse_decode`` is
+        set and the frame decoder supports it (ours do: BatchNorm statistics stay per batch, so the
+        values are those of two calls); otherwise two calls. (B, T, k) each.
         """
         if not self.fuse_decode or not getattr(self.frame_decoder, "supports_groups", False):
             return self.decode(za), self.decode(zb)
-        b, t, k = za.shape
-        with full_precision(za.device.type):
-            h = self.dec_lstm(torch.cat([za, zb])).reshape(2 * b * t, k)  # (2·B·T, k)
-        with frame_autocast(za.device.type, self.frame_autocast):
-            x = self.frame_decoder(h, groups=2)  # (2·B·T, *frame)
-        x = x.to(za.dtype).reshape(2, b, t, *x.shape[1:])
-        return x[0], x[1]
+        xa, xb = self._decode_stacked([za, zb])
+        return xa, xb
+
+    def _decode_stacked(self, zs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Decode equal-shaped (B, T, k) latents with one LSTM and one frame-decoder call."""
+        g = len(zs)
+        z = zs[0] if g == 1 else torch.cat(zs)  # (g·B, T, k)
+        b, t, k = zs[0].shape
+        with full_precision(z.device.type):
+            h = self.dec_lstm(z).reshape(g * b * t, k)  # (g·B·T, k)
+        with frame_autocast(z.device.type, self.frame_autocast):
+            x = self.frame_decoder(h) if g == 1 else self.frame_decoder(h, groups=g)  # (g·B·T, *frame)
+        x = x.to(z.dtype).reshape(g, b, t, *x.shape[1:])
+        return list(x.unbind(0))
 
     def forward(
         self,

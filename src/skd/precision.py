@@ -27,8 +27,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-PRECISIONS = ("auto", "fp32", "bf16")
-MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+from .config import MEMORY_FORMATS, PRECISIONS
 
 
 @dataclass(frozen=True)
