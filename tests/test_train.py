@@ -10,7 +10,8 @@ import torch
 from skd import ops
 from skd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from skd.data import load_dataset
-from skd.train import TrainingError, load_run, train
+from skd.config import ConfigError, load_config
+from skd.train import TrainingError, load_run, lr_at, train
 
 from conftest import tiny_config
 
@@ -56,6 +57,37 @@ def test_resume_continues_identically(tmp_path, shapes) -> None:
     # metrics of the resumed run cover steps 1..8 once
     steps = [json.loads(s)["step"] for s in (tmp_path / "half" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
+
+
+@pytest.mark.parametrize("milestones", [(), (1,), (3, 7), (2, 5, 9)])
+def test_lr_at_is_multistep_rule(milestones) -> None:
+    sched = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5),
+                                                 milestones=list(milestones), gamma=0.3)
+    for step in range(12):  # torch's scheduler as the oracle: its lr after ``step`` scheduler steps
+        assert lr_at(step, 0.5, milestones, 0.3) == pytest.approx(sched.get_last_lr()[0], rel=1e-12)
+        sched.optimizer.step()
+        sched.step()
+
+
+def test_lr_milestones_parse_and_validate() -> None:
+    cfg = load_config(None, ["train.lr_milestones=[100, 200]", "train.lr_gamma=0.5"])
+    assert cfg.train.lr_milestones == (100, 200) and cfg.train.lr_gamma == 0.5
+    for bad, msg in (("train.lr_milestones=[5, 5]", "increasing"), ("train.lr_milestones=3", "must be a list"),
+                     ("train.lr_milestones=[1, 2.5]", "integer"), ("train.lr_gamma=0", "lr_gamma")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(None, [bad])
+
+
+def test_decay_added_on_resume_applies_from_its_milestone(tmp_path, shapes) -> None:
+    full = train(tiny_config(max_steps=8, checkpoint_every=4, lr_milestones=(6,), lr_gamma=0.1), tmp_path / "full",
+                 shapes, progress=False)
+    train(tiny_config(max_steps=4, checkpoint_every=4), tmp_path / "half", shapes, progress=False)
+    resumed = train(tiny_config(max_steps=8, checkpoint_every=4, lr_milestones=(6,), lr_gamma=0.1), tmp_path / "half",
+                    shapes, resume=True, progress=False)
+    assert torch.equal(_params(full.model), _params(resumed.model))  # same schedule from step 4 on: same weights
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["train"]["lr_milestones"] == [6]
+    plain = train(tiny_config(max_steps=8, checkpoint_every=4), tmp_path / "plain", shapes, progress=False)
+    assert not torch.equal(_params(full.model), _params(plain.model))  # the decay changed the last steps
 
 
 def test_new_run_refuses_existing_folder(tmp_path, shapes) -> None:

@@ -113,6 +113,8 @@ class TrainConfig:
     minutes: float = 0.0  # wall-clock budget, 0 = none
     batch_size: int = 32  # the GLOBAL batch: split evenly over the processes of a distributed run
     lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = ()  # steps at which the learning rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1  # step decay factor (torch's MultiStepLR rule, as a pure function of the step)
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     checkpoint_every: int = 500  # steps; a checkpoint is also written at the end
@@ -129,6 +131,11 @@ class TrainConfig:
             raise ConfigError(f"train.batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr} must be > 0")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"train.lr_gamma={self.lr_gamma} must be in (0, 1]")
+        ms = self.lr_milestones
+        if any(m < 1 for m in ms) or any(b <= a for a, b in zip(ms, ms[1:])):
+            raise ConfigError(f"train.lr_milestones={list(ms)} must be increasing positive step numbers")
         if self.epochs < 0 or self.max_steps < 0 or self.minutes < 0:
             raise ConfigError("train.epochs, train.max_steps and train.minutes must be >= 0")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.max_bad_steps < 1:
@@ -222,6 +229,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0])
+    if origin is tuple:  # tuple[X, ...] from a TOML array
+        (item,) = typing.get_args(tp)[:1]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}={value!r} must be a list")
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -83,6 +83,15 @@ def grads_finite(model: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
+def lr_at(step: int, lr: float, milestones: tuple[int, ...], gamma: float) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): ``lr * gamma ** #{m in milestones: m <= step}``.
+
+    A pure function of the step (torch's MultiStepLR rule), so a resumed run continues the same
+    schedule exactly, and a schedule can be added to a run when it is resumed.
+    """
+    return lr * gamma ** sum(1 for m in milestones if m <= step)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """Deterministic permutation of the training set for one epoch (a function of seed, epoch)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -200,9 +209,14 @@ def train(
     if resume:
         ckpt = load_checkpoint(ckpt_path, kind=CKPT_KIND)
         saved = config_from_dict(ckpt["config"])
-        # only the stopping budget and the device may change on resume
+        # only the stopping budget, the device and the learning-rate decay may change on resume
         cfg = dataclasses.replace(saved, train=dataclasses.replace(
-            saved.train, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, minutes=cfg.train.minutes, device=cfg.train.device))
+            saved.train, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, minutes=cfg.train.minutes, device=cfg.train.device,
+            lr_milestones=cfg.train.lr_milestones, lr_gamma=cfg.train.lr_gamma))
+        if (saved.train.lr_milestones, saved.train.lr_gamma) != (cfg.train.lr_milestones, cfg.train.lr_gamma) and world.is_main:
+            log.info("learning-rate decay changed on resume: milestones %s, gamma %g",
+                     list(cfg.train.lr_milestones), cfg.train.lr_gamma)
+            atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
     else:
         if (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.jsonl").exists():
             raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
@@ -308,6 +322,8 @@ def train(
                 total.backward()
                 ok = grads_finite(model)
                 if ok:
+                    for group in opt.param_groups:
+                        group["lr"] = lr_at(step, tc.lr, tc.lr_milestones, tc.lr_gamma)
                     opt.step()
             pos += 1
             step += 1
@@ -332,7 +348,8 @@ def train(
             bar.update(1)
             if step % tc.log_every == 0 and window:
                 last = {key: sum(v) / len(v) for key, v in window.items()}
-                rec = {"step": step, "epoch": epoch, "time": round(elapsed0 + time.time() - t0, 3), **last, "bad_steps": bad_total}
+                rec = {"step": step, "epoch": epoch, "time": round(elapsed0 + time.time() - t0, 3), **last,
+                       "lr": opt.param_groups[0]["lr"], "bad_steps": bad_total}
                 if metrics_file is not None:
                     metrics_file.write(json.dumps(rec) + "\n")
                     metrics_file.flush()

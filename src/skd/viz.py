@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-SKIP_KEYS = frozenset({"step", "epoch", "time", "wall", "wall_time", "elapsed", "bad_steps"})
+SKIP_KEYS = frozenset({"step", "epoch", "time", "wall", "wall_time", "elapsed", "bad_steps", "lr"})
 
 
 def _atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
