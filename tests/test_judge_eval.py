@@ -84,6 +84,25 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
     assert main(["eval", "--run", str(root / "run"), "--judge", str(root / "run" / "checkpoint.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected 'judge'" in err[0]
+    # --protocols restricts the table to what was asked for
+    assert main(["eval", "-q", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--repeats", "1",
+                 "--batch-size", "8", "--protocols", "A:sample", "--out", str(tmp_path / "a.json")]) == 0
+    table = json.loads((tmp_path / "a.json").read_text())["table"]
+    assert list(table) == ["A"] and list(table["A"]) == ["sample"]
+    capsys.readouterr()
+    assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--protocols", "C"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--protocols item 'C'" in err[0]
+
+
+def test_parse_protocols() -> None:
+    from skd.cli.eval_cmd import parse_protocols
+
+    assert parse_protocols("A,B") == (("A", "sample"), ("A", "swap"), ("B", "sample"), ("B", "swap"))
+    assert parse_protocols("B:swap, A:sample,A") == (("B", "swap"), ("A", "sample"), ("A", "swap"))
+    for bad in ("", "A:flip", "a"):
+        with pytest.raises(ValueError):
+            parse_protocols(bad)
 
 
 def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> None:

@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="SPEC", help="judge modes: 'shapes', a Sprites folder or .npy/.npz (default: the run's)")
     p.add_argument("--repeats", type=int, default=5, help="judge mode: fresh random draws (default: 5)")
     p.add_argument("--batch-size", type=int, default=256, help="judge modes: sequences per C fit / batch (default: 256)")
+    p.add_argument("--protocols", default="A,B", metavar="LIST",
+                   help="judge mode: which protocols/manipulations, e.g. 'A' or 'A:sample,B:swap' (default: A,B = all four)")
     p.add_argument("--limit", type=int, default=0, metavar="N",
                    help="judge modes: only the first N test sequences (a quick look; the protocol uses all)")
     p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
@@ -148,6 +150,21 @@ def _limited(data, limit: int):
     return data.subset(range(min(limit, len(data))))
 
 
+def parse_protocols(text: str) -> tuple[tuple[str, str], ...]:
+    """'A,B:swap' -> (("A", "sample"), ("A", "swap"), ("B", "swap")); one clear error on a bad item."""
+    from ..evaluate import MANIPULATIONS, PROTOCOLS
+
+    out: list[tuple[str, str]] = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        proto, _, how = item.partition(":")
+        if proto not in PROTOCOLS or (how and how not in MANIPULATIONS):
+            raise ValueError(f"--protocols item {item!r} must be A or B, optionally with :sample or :swap")
+        out += [(proto, h) for h in ((how,) if how else MANIPULATIONS) if (proto, h) not in out]
+    if not out:
+        raise ValueError("--protocols names no protocol")
+    return tuple(out)
+
+
 def run_judge(args: argparse.Namespace) -> dict[str, Any]:
     from ..evaluate import evaluate_two_factor, markdown_table
 
@@ -155,8 +172,9 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
     data = _limited(data, args.limit)
     if args.batch_size < 3:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
+    only = parse_protocols(args.protocols)
     report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
-                                 seed=args.seed, progress=not getattr(args, "quiet", False))
+                                 seed=args.seed, progress=not getattr(args, "quiet", False), only=only)
     table = markdown_table(report)
     print(table)
     print(f"judge sha256: {sha}")
