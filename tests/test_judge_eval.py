@@ -127,3 +127,22 @@ def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> Non
     assert main(["factors", "--run", run, "--n-factors", "99"]) == 2
     assert "exceeds the" in capsys.readouterr().err
     assert main(["morph", "--run", str(tmp_path / "none")]) == 2
+
+
+def test_static_diagnostics_script_runs(tiny_world, monkeypatch, capsys) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = tiny_world[0]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "static_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("static_diagnostics", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(sys, "argv", ["static_diagnostics.py", "--run", str(root / "run"), "--data", "unused",
+                                      "--judge", str(root / "judge"), "--probe-n", "16", "--components", "3",
+                                      "--static-sizes", "1,2", "--threads", "1"])
+    mod.main()
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if "| yes |" in line or "| no |" in line]) == 3  # 3 components
+    assert "\n| 1 | " in out and "\n| 2 | " in out and "chance:" in out
