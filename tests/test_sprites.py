@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from skd.cli import data_cmd
-from skd.data.sprites import ACTION_NAMES, build_sprites, load_sprites
+from skd.data.sprites import ACTION_NAMES, build_sprites, downsample_frames, load_sprites
 
 
 def _sheets_dir() -> Path | None:
@@ -221,6 +221,8 @@ def test_bad_build_arguments(tmp_path):
         build_sprites(SHEETS, tmp_path / "o2", limit_train=0, progress=False)
     with pytest.raises(ValueError, match=r"limit_test=2665"):
         build_sprites(SHEETS, tmp_path / "o2", limit_test=2665, progress=False)
+    with pytest.raises(ValueError, match=r"image_size=48 must be one of \(64, 32\)"):
+        build_sprites(SHEETS, tmp_path / "o2", image_size=48, progress=False)
     with pytest.raises(ValueError, match="dtype='float16'"):
         build_sprites(SHEETS, tmp_path / "o2", dtype="float16", progress=False)
     empty = tmp_path / "empty"
@@ -239,7 +241,7 @@ def _standard_copy(builds: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case, key, match", [
-    ("shape", "X", r"sprites_X_train\.npy: x has shape \(24, 8, 32, 32, 3\)"),
+    ("shape", "X", r"sprites_X_train\.npy: x has shape \(24, 8, 48, 48, 3\)"),
     ("nan", "X", r"sprites_X_train\.npy: x contains NaN"),
     ("range", "X", r"sprites_X_train\.npy: float x must lie in \[0, 1\], got values in \[0, \d+\]"),
     ("dtype", "X", r"sprites_X_train\.npy: x has dtype int16"),
@@ -257,7 +259,7 @@ def test_loader_rejects_malformed_files(builds, tmp_path, case, key, match):
     if case == "missing":
         path.unlink()
     elif case == "shape":
-        np.save(path, arr[..., :32, :32, :] if key == "X" else arr[..., :5])
+        np.save(path, arr[..., :48, :48, :] if key == "X" else arr[..., :5])
     elif case == "nan":
         arr[3, 2, 1, 1, 0] = np.nan
         np.save(path, arr)
@@ -308,3 +310,39 @@ def test_sprites_train_one_step_through_the_config(builds, tmp_path):
     assert tr.factors and {f.name for f in tr.factors} == {"skin", "pants", "top", "hair", "action"}
     res = train(cfg, tmp_path / "run", tr, progress=False)
     assert res.step == 1 and res.config.model.image_size == 64
+
+
+def test_downsample_frames_is_the_rounded_block_mean():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(3, 2, 8, 6, 3), dtype=np.uint8)
+    y = downsample_frames(x, 2)
+    assert y.dtype == np.uint8 and y.shape == (3, 2, 4, 3, 3)
+    mean = x.astype(np.float64).reshape(3, 2, 4, 2, 3, 2, 3).mean(axis=(3, 5))
+    assert np.array_equal(y, np.floor(mean + 0.5).astype(np.uint8))  # half rounds up
+    flat = np.broadcast_to(rng.integers(0, 256, size=(3,), dtype=np.uint8), (1, 1, 4, 4, 3))
+    assert np.array_equal(downsample_frames(np.ascontiguousarray(flat), 2), flat[:, :, :2, :2])  # flat colours exact
+    assert downsample_frames(x, 1) is x
+    with pytest.raises(ValueError, match="frames of 8x6 do not divide by 4"):
+        downsample_frames(x, 4)
+
+
+def test_reduced_build_is_the_full_build_box_reduced(builds, tmp_path):
+    from skd.config import load_config
+    from skd.data import load_dataset
+    from skd.train import train
+
+    small = tmp_path / "s32"
+    data_cmd._run_sprites(argparse.Namespace(sheets=SHEETS, out=small, limit_train=N_TR, limit_test=N_TE,
+                                             dtype="uint8", image_size=32, quiet=True))
+    meta = json.loads((small / "meta.json").read_text())
+    assert meta["image_size"] == 32 and meta["standard"] is False
+    for split in ("train", "test"):
+        full = np.load(builds / "u8" / f"sprites_X_{split}.npy")
+        assert np.array_equal(np.load(small / f"sprites_X_{split}.npy"), downsample_frames(full, 2))
+        assert np.array_equal(np.load(small / f"sprites_D_{split}.npy"), np.load(builds / "u8" / f"sprites_D_{split}.npy"))
+        d = load_sprites(small, split)
+        assert tuple(d.x.shape[2:]) == (3, 32, 32)
+    cfg = load_config("fast32", [f"data.path={str(small)!r}", "model.width=4", "model.k=8", "loss.static_size=3",
+                                 "train.epochs=0", "train.max_steps=1", "train.batch_size=4"])
+    res = train(cfg, tmp_path / "run", *load_dataset(cfg.data)[:1], progress=False)
+    assert res.step == 1 and res.config.model.image_size == 32
