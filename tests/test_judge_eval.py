@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,6 +62,12 @@ def test_evaluation_covers_every_sequence_and_both_protocols(tiny_world) -> None
             for m in heads.values():
                 assert 0 <= m["acc"]["mean"] <= 1 and m["is"]["mean"] >= 1 - 1e-9
     assert "| A | sample | motion |" in markdown_table(rep)
+    for proto, manip in (("A", "sample"), ("B", "swap")):
+        for head, m in rep.table[proto][manip].items():
+            cm = np.array(rep.confusion[proto][manip][head])  # counts over both repeats
+            labels = te.labels[head].numpy()
+            assert cm.sum() == 2 * len(te) and (cm.sum(1) == 2 * np.bincount(labels, minlength=cm.shape[0])).all()
+            assert np.trace(cm) / cm.sum() == pytest.approx(m["acc"]["mean"])
 
 
 def test_batches_never_drop_sequences() -> None:

@@ -14,10 +14,12 @@ from skd.metrics import (
     accuracy,
     balance_classes,
     conditional_entropy,
+    confusion_matrix,
     inception_score,
     judge_scores,
     marginal_entropy,
     per_attribute_accuracy,
+    top_confusions,
 )
 
 K = 9
@@ -137,3 +139,26 @@ def test_balance_classes_property(labels):
     assert (np.diff(idx) > 0).all()
     for c in present:  # the first n_min of each class, in order
         assert np.array_equal(idx[y[idx] == c], np.flatnonzero(y == c)[:n_min])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 40), st.integers(0, 2**31 - 1))
+def test_confusion_matrix_counts_every_prediction_once(k, n, seed):
+    rng = np.random.default_rng(seed)
+    y, p = rng.integers(0, k, n), rng.random((n, k))
+    cm = confusion_matrix(p, y)
+    assert cm.shape == (k, k) and cm.sum() == n
+    assert (cm.sum(1) == np.bincount(y, minlength=k)).all()
+    assert (cm.sum(0) == np.bincount(p.argmax(1), minlength=k)).all()
+    assert np.trace(cm) / n == pytest.approx(accuracy(p, y))
+
+
+def test_top_confusions_names_the_largest_off_diagonal_cells():
+    cm = np.array([[9, 4, 0], [1, 8, 0], [0, 6, 3]])
+    assert top_confusions(cm, ("a", "b", "c"), k=2) == [("c", "b", 6), ("a", "b", 4)]
+    assert top_confusions(cm, k=5) == [("2", "1", 6), ("0", "1", 4), ("1", "0", 1)]  # zero cells dropped
+    assert top_confusions(np.eye(3, dtype=int)) == []
+    with pytest.raises(ValueError, match="2 class names for a 3-class"):
+        top_confusions(cm, ("a", "b"))
+    with pytest.raises(ValueError, match="must be square"):
+        top_confusions(np.zeros((2, 3)))

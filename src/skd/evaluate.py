@@ -11,7 +11,7 @@ evaluated (a short last batch is merged into the previous one, never dropped).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from . import ops
 from .config import Config
 from .data.base import SequenceData
 from .judge import Judge, check_judge_matches, judge_probs
-from .metrics import judge_scores
+from .metrics import confusion_matrix, judge_scores, top_confusions
 from .model import KoopmanAE
 
 PROTOCOLS = {"A": "dynamic", "B": "static"}  # protocol -> kept part (read by the judge)
@@ -35,6 +35,9 @@ class EvalReport:
     repeats: int
     batch_size: int
     n: int
+    # protocol -> manipulation -> head -> (K, K) counts summed over repeats (row: true, column: judged)
+    confusion: dict = field(default_factory=dict)
+    class_names: dict = field(default_factory=dict)  # head -> class names (empty when unnamed)
 
 
 def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -75,6 +78,7 @@ def evaluate_two_factor(
     spans = _batches(len(data), batch_size)
     g = torch.Generator().manual_seed(seed)
     runs: dict[tuple[str, str], list[dict[str, dict[str, float]]]] = {}
+    confusion: dict[tuple[str, str, str], np.ndarray] = {}
     mse_sum, rec_probs, orig_probs = 0.0, [], []
     bar = tqdm(total=repeats * len(spans), disable=not progress, desc="eval", dynamic_ncols=True)
     for r in range(repeats):
@@ -104,6 +108,8 @@ def evaluate_two_factor(
                     continue
                 p = torch.cat([c[name] for c in chunks]).numpy()
                 scores[name] = judge_scores(p, data.labels[name].numpy())
+                cm = confusion_matrix(p, data.labels[name].numpy())
+                confusion[(*key, name)] = confusion.get((*key, name), 0) + cm
             runs.setdefault(key, []).append(scores)
     bar.close()
     table: dict = {}
@@ -113,15 +119,19 @@ def evaluate_two_factor(
                 vals = np.array([rep[name][metric] for rep in reps], dtype=np.float64)
                 table.setdefault(proto, {}).setdefault(how, {}).setdefault(name, {})[metric] = {
                     "mean": float(vals.mean()), "std": float(vals.std())}
+    cms: dict = {}
+    for (proto, how, name), cm in confusion.items():
+        cms.setdefault(proto, {}).setdefault(how, {})[name] = cm.tolist()
+    names = {f.name: list(f.values) for f in judge.factors if f.name in heads}
     labels = {name: data.labels[name].numpy() for name in heads}
     if not sanity:
-        return EvalReport(table, {}, repeats, batch_size, len(data))
+        return EvalReport(table, {}, repeats, batch_size, len(data), cms, names)
     sanity = {
         "reconstruction_mse": mse_sum / float(data.x.numel()),
         "judge_acc_on_reconstructions": {n: float((torch.cat([c[n] for c in rec_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
         "judge_acc_on_originals": {n: float((torch.cat([c[n] for c in orig_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
     }
-    return EvalReport(table, sanity, repeats, batch_size, len(data))
+    return EvalReport(table, sanity, repeats, batch_size, len(data), cms, names)
 
 
 def markdown_table(report: EvalReport) -> str:
@@ -133,7 +143,18 @@ def markdown_table(report: EvalReport) -> str:
                 acc = f"{100 * m['acc']['mean']:.2f} ± {100 * m['acc']['std']:.2f}"
                 cells = [f"{m[k]['mean']:.4g} ± {m[k]['std']:.2g}" for k in ("is", "h_yx", "h_y")]
                 lines.append(f"| {proto} | {how} | {name} | {acc} | " + " | ".join(cells) + " |")
+    confused = []
+    for proto in sorted(report.confusion):
+        for how in MANIPULATIONS:
+            for name, cm in report.confusion[proto].get(how, {}).items():
+                top = top_confusions(cm, report.class_names.get(name, ()), k=3)
+                if top:
+                    confused.append(f"{proto}/{how}/{name}: " + ", ".join(f"{t} → {p} ×{c}" for t, p, c in top))
+    if confused:
+        lines += ["", "Most frequent confusions (true → judged, counts over all repeats):", *[f"- {c}" for c in confused]]
     s = report.sanity
+    if not s:
+        return "\n".join(lines)
     lines += ["", f"Sanity: reconstruction MSE {s['reconstruction_mse']:.5f}; judge accuracy on reconstructions "
               + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["judge_acc_on_reconstructions"].items())
               + "; on originals " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["judge_acc_on_originals"].items()),

@@ -125,6 +125,29 @@ def judge_scores(probs: Any, labels: Any) -> dict[str, float | int]:
     }
 
 
+def confusion_matrix(probs_or_logits: Any, labels: Any) -> np.ndarray:
+    """(K, K) int64 counts: row = true class, column = the argmax prediction; rows sum to the class counts."""
+    s = _scores(probs_or_logits)
+    y = _labels(labels, s.shape[0], s.shape[1])
+    out = np.zeros((s.shape[1], s.shape[1]), dtype=np.int64)
+    np.add.at(out, (y, s.argmax(axis=1)), 1)
+    return out
+
+
+def top_confusions(matrix: Any, names: tuple[str, ...] | list[str] = (), k: int = 3) -> list[tuple[str, str, int]]:
+    """The ``k`` largest off-diagonal cells of a confusion matrix as (true, predicted, count), count > 0."""
+    m = _numpy(matrix, np.int64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {m.shape}")
+    names = list(names) or [str(i) for i in range(m.shape[0])]
+    if len(names) != m.shape[0]:
+        raise ValueError(f"{len(names)} class names for a {m.shape[0]}-class confusion matrix")
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:k]
+    return [(names[i], names[j], int(off[i, j])) for i, j in zip(*np.unravel_index(order, m.shape)) if off[i, j] > 0]
+
+
 def per_attribute_accuracy(probs_by_head: Mapping[str, Any], labels_by_head: Mapping[str, Any]) -> dict[str, float]:
     """``{head: accuracy}`` for every head of ``probs_by_head`` (probabilities or logits)."""
     missing = sorted(set(probs_by_head) - set(labels_by_head))
