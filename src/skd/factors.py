@@ -3,210 +3,246 @@
 The paper swaps ONE static factor (only the hair) by moving a hand-picked group of static
 eigen-coordinates from a donor to a receiver. Here the groups are found automatically.
 
-Label-free discovery (:func:`discover_groups`). Each static component c (a real eigenvalue, or a
-conjugate pair) gives every sequence a feature f_c ∈ R^d: the time-average of its eigen-coordinate
-(d = 1 for a real eigenvalue; d = 2, real and imaginary part of the Im λ > 0 member, for a pair).
-If the data's static factors are independent (as in Sprites, where skin, pants, top and hair are
-drawn independently) and the representation is disentangled, components that encode the SAME
-factor are statistically dependent across sequences while components of DIFFERENT factors are
-independent. So we measure pairwise dependence with distance correlation, which detects any
-(also non-linear) dependence, is 0 exactly under independence (in the population), and is
-invariant to scaling, rotations and translations of each feature — hence to the arbitrary
-complex scale of eigenvectors and to their order. Spectral clustering of that affinity matrix
-gives the groups; the number of groups is the largest eigengap of the normalised affinity
-unless ``n_groups`` is given. Conjugate pairs are one component, so never split.
+Units. The static part of a latent row vector is z_S = z V_S U_S (paper Eq. 5 restricted to the
+static indices S). We write it with a REAL coordinate system of the static subspace,
+``r = z @ to_coords`` (d = |S| real coordinates) and ``z_S = r @ from_coords``, split into *units*
+that are never divided:
 
-Supervised mapping (:func:`supervised_importance`): with labels, the correlation ratio η² of each
-component's feature for each factor (between-class variance / total variance) scores how much a
-component "knows" a factor; it names the label-free groups and gives a supervised grouping.
+* ``basis="eigen"``: one unit per static eigen-component — a real eigenvalue gives the column
+  Re v_j (1 coordinate), a conjugate pair gives (Re v_j, Im v_j) with rows (2 Re u_j, −2 Im u_j)
+  (2 coordinates), so a pair is never split and the coordinates are exactly (Re, Im) of A = Z V.
+* ``basis="ica"`` (default): the spectral loss (Eq. 4) pulls all k_s static eigenvalues onto
+  λ = 1, so in a trained model they are (nearly) REPEATED. For a repeated eigenvalue the
+  eigenvectors are not unique — any invertible mixing of them is an equally valid eigenbasis —
+  so individual eigen-coordinates are arbitrary mixtures of the factors. Every vector of the
+  static subspace is then (nearly) an eigenvector of C, and we may choose the basis inside it.
+  We choose the one in which the per-sequence static coordinates are statistically independent:
+  PCA-whitening followed by FastICA (scikit-learn). If the static code is a sum of independently
+  drawn factor embeddings (as Sprites' skin, pants, top and hair are drawn independently), ICA
+  separates the factor subspaces up to a rotation inside each (independent subspace analysis);
+  the grouping step below then collects the ICA directions that belong together.
+
+Label-free discovery (:func:`discover_groups`). Every unit gives every sequence a feature: the
+time-average of its coordinates. Units that encode the SAME factor are statistically dependent
+across sequences (after ICA they are uncorrelated but still dependent), units of DIFFERENT
+factors are independent. Distance correlation measures that dependence (any, also non-linear),
+spectral clustering of the affinity gives the groups, and the number of groups is the largest
+eigengap unless ``n_groups`` is given (:mod:`skd.dependence`).
+
+Supervised mapping (:func:`supervised_groups`): with labels, the correlation ratio η² of each
+unit's feature for each factor (between-class / total variance) scores how much a unit "knows"
+a factor; it names the label-free groups and gives a supervised grouping of the same units.
+
+Operations act through real (k, k) projectors P = to_coords[:, J] @ from_coords[J, :] onto the
+coordinates J of the chosen groups: the projectors of all groups sum to the static projector,
+and each is idempotent and annihilates the others (tests/test_factors.py).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .koopman import to_eigen
+from .dependence import dependence_matrix, distance_correlation, spectral_groups  # noqa: F401  (re-exported)
 from .ops import KoopmanBasis
+from .subspace import static_coordinates
+
+BASES = ("ica", "eigen")
+
+
+@dataclass(frozen=True)
+class StaticUnits:
+    """A real coordinate system of the static subspace, split into indivisible units.
+
+    kind: "eigen" or "ica". to_coords (k, d) float64: r = z @ to_coords. from_coords (d, k)
+    float64: z_S = r @ from_coords (from_coords @ to_coords = I_d). columns: the coordinate
+    columns of each unit. ids: a stable id per unit (eigen: the component id of ``eig_sorted``;
+    ica: the source number).
+    """
+
+    kind: str
+    to_coords: torch.Tensor
+    from_coords: torch.Tensor
+    columns: list[list[int]]
+    ids: list[int]
+
+    @property
+    def dim(self) -> int:
+        return int(self.to_coords.shape[1])
+
+    def coords(self, z: torch.Tensor) -> torch.Tensor:
+        """Real static coordinates (..., d) float64 of latents z (..., k)."""
+        return z.to(torch.float64) @ self.to_coords
+
+    def features(self, z: torch.Tensor) -> list[np.ndarray]:
+        """Per unit, the time-averaged coordinates of every sequence: z (N, T, k) -> [(N, d_u)]."""
+        r = self.coords(z).mean(1).numpy()  # (N, d)
+        return [r[:, cols] for cols in self.columns]
+
+    def projector(self, units: list[int]) -> torch.Tensor:
+        """(k, k) real projector onto the coordinates of the given unit positions (row vectors: z @ P)."""
+        cols = [c for u in units for c in self.columns[u]]
+        k = self.to_coords.shape[0]
+        if not cols:
+            return torch.zeros(k, k, dtype=torch.float64)
+        return self.to_coords[:, cols] @ self.from_coords[cols, :]
+
+
+def eigen_units(basis: KoopmanBasis) -> StaticUnits:
+    """The static eigen-components of ``basis`` as real units (see the module docstring)."""
+    eig = basis.eig
+    to_cols, from_rows, columns, ids = [], [], [], []
+    for c in torch.unique(eig.component[basis.static]).tolist():
+        idx = torch.nonzero(eig.component == c).flatten()
+        j = int(idx[0])  # eig_sorted puts the Im > 0 member first
+        v, u = eig.vectors[:, j], eig.inverse[j, :]
+        start = len(to_cols)
+        if len(idx) == 2:
+            to_cols += [v.real, v.imag]
+            from_rows += [2 * u.real, -2 * u.imag]
+        else:
+            to_cols.append(v.real)
+            from_rows.append(u.real)
+        columns.append(list(range(start, len(to_cols))))
+        ids.append(c)
+    if not columns:
+        raise ValueError("the basis has no static components to group")
+    return StaticUnits("eigen", torch.stack(to_cols, 1).to(torch.float64), torch.stack(from_rows, 0).to(torch.float64),
+                       columns, ids)
+
+
+def ica_units(z: torch.Tensor, basis: KoopmanBasis, *, seed: int = 0, rel_tol: float = 1e-9,
+              max_iter: int = 2000) -> StaticUnits:
+    """Independent directions of the static subspace: whitening + FastICA of the per-sequence
+    time-averaged static coordinates of z (N, T, k). One unit per direction.
+
+    The static subspace itself comes from the ordered real Schur form of C
+    (:func:`skd.subspace.static_coordinates`), not from eigenvectors, which are unreliable for
+    the (nearly) repeated eigenvalue λ = 1 that the spectral loss creates.
+
+    Directions whose variance across sequences is below ``rel_tol`` × the largest are not given
+    to ICA (they cannot be whitened); they are kept as extra units so that the projectors still
+    sum to the static projector.
+    """
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    s_mask = basis.static
+    base_to, base_from = static_coordinates(basis.C, basis.eig.values[s_mask], basis.eig.values[~s_mask])
+    x = (z.to(torch.float64) @ base_to).mean(1).numpy()  # (N, d)
+    n, d = x.shape
+    if n < 3:
+        raise ValueError(f"ICA of the static coordinates needs at least 3 sequences, got {n}")
+    xc = x - x.mean(0)
+    cov = xc.T @ xc / (n - 1)
+    evals, evecs = np.linalg.eigh((cov + cov.T) / 2)  # ascending
+    order = np.argsort(-evals, kind="stable")
+    evals, evecs = evals[order], evecs[:, order]
+    if not np.all(np.isfinite(evals)) or evals[0] <= 0:
+        raise ValueError("the static coordinates do not vary across sequences; nothing to group")
+    keep = evals > rel_tol * evals[0]
+    m = int(keep.sum())
+    white = evecs[:, :m] / np.sqrt(evals[:m])  # (d, m)
+    y = xc @ white
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        ica = FastICA(n_components=m, whiten=False, fun="logcosh", max_iter=max_iter, tol=1e-6, random_state=seed)
+        ica.fit(y)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        warnings.warn(f"FastICA did not converge in {max_iter} iterations; the static basis may be only roughly independent",
+                      RuntimeWarning, stacklevel=2)
+    unmix = np.asarray(ica.components_, dtype=np.float64)  # (m, m), sources = y @ unmix.T
+    g = white @ unmix.T  # (d, m): sources = xc @ g
+    g = g / np.maximum(np.sqrt(((xc @ g) ** 2).mean(0)), 1e-300)  # unit-variance sources
+    # sign convention (ICA's sign is arbitrary): positive skewness
+    skew = ((xc @ g) ** 3).mean(0)
+    g = g * np.where(skew < 0, -1.0, 1.0)
+    full = np.concatenate([g, evecs[:, m:]], 1)  # (d, d)
+    cond = np.linalg.cond(full)
+    if not np.isfinite(cond) or cond > 1e12:
+        raise ValueError(f"the ICA basis of the static subspace is singular (condition number {cond:.1e})")
+    inv = np.linalg.inv(full)
+    to_c = base_to @ torch.from_numpy(full)
+    from_c = torch.from_numpy(inv) @ base_from
+    return StaticUnits("ica", to_c, from_c, [[j] for j in range(d)], list(range(d)))
+
+
+def static_units(z: torch.Tensor, basis: KoopmanBasis, kind: str = "ica", *, seed: int = 0) -> StaticUnits:
+    if kind not in BASES:
+        raise ValueError(f"unknown factor basis {kind!r}; choose one of {', '.join(BASES)}")
+    return ica_units(z, basis, seed=seed) if kind == "ica" else eigen_units(basis)
 
 
 @dataclass(frozen=True)
 class FactorGroups:
-    """Groups of static eigen-components and their index masks.
+    """Groups of static units.
 
-    components: static component ids (as in ``basis.eig.component``) in feature order.
-    labels: group label (0..n_groups-1) of each of those components.
-    masks: (n_groups, k) bool, one eigen-index mask per group, closed under conjugation.
-    affinity: (C, C) dependence matrix used for the grouping.
-    names: optional factor name per group (from labels).
+    units: the coordinate system and its units. labels: group label (0..n_groups-1) of each unit.
+    affinity: (U, U) dependence matrix used for the grouping. names: optional factor name per group.
     """
 
-    components: list[int]
+    units: StaticUnits
     labels: list[int]
-    masks: torch.Tensor
     affinity: np.ndarray
     n_groups: int
     names: list[str] = field(default_factory=list)
+
+    @property
+    def components(self) -> list[int]:
+        return self.units.ids
+
+    def members(self, group: int) -> list[int]:
+        """Unit positions in one group."""
+        return [u for u, g in enumerate(self.labels) if g == group]
 
     def group_of(self, name: str) -> int:
         if name not in self.names:
             raise ValueError(f"unknown factor {name!r}; known: {', '.join(self.names) or '(unnamed groups: use 0..' + str(self.n_groups - 1) + ')'}")
         return self.names.index(name)
 
-    def mask_for(self, groups: list[int]) -> torch.Tensor:
-        """Union of the masks of some groups (k,) bool."""
+    def projector_for(self, groups: list[int]) -> torch.Tensor:
+        """(k, k) real projector onto the union of some groups."""
         for g in groups:
             if not 0 <= g < self.n_groups:
                 raise ValueError(f"group {g} out of range [0, {self.n_groups})")
-        if not groups:
-            return torch.zeros(self.masks.shape[1], dtype=torch.bool)
-        return self.masks[groups].any(0)
+        return self.units.projector([u for g in groups for u in self.members(g)])
 
-
-# ----------------------------------------------------------------------------- features
-def static_component_features(z: torch.Tensor, basis: KoopmanBasis) -> tuple[list[int], list[np.ndarray]]:
-    """Per static component, the time-averaged eigen-coordinate of every sequence.
-
-    z (N, T, k) -> component ids and a list of (N, d) float64 arrays (d = 1 or 2).
-    """
-    a = to_eigen(z, basis.eig).mean(1)  # (N, k) complex
-    comps: list[int] = []
-    feats: list[np.ndarray] = []
-    vals = basis.eig.values
-    for c in torch.unique(basis.eig.component[basis.static]).tolist():
-        idx = torch.nonzero(basis.eig.component == c).flatten()
-        j = int(idx[0])  # eig_sorted puts the Im > 0 member first
-        col = a[:, j]
-        if len(idx) == 2 or abs(float(vals[j].imag)) > 0:
-            feats.append(torch.stack([col.real, col.imag], 1).numpy().astype(np.float64))
-        else:
-            feats.append(col.real[:, None].numpy().astype(np.float64))
-        comps.append(c)
-    return comps, feats
-
-
-# ----------------------------------------------------------------------------- dependence
-def _centred_distances(x: np.ndarray) -> np.ndarray:
-    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))  # (n, n)
-    return d - d.mean(0, keepdims=True) - d.mean(1, keepdims=True) + d.mean()
-
-
-def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Sample distance correlation (Székely et al. 2007) of x (n, p) and y (n, q), in [0, 1].
-
-    0 for independent variables (in the limit), 1 when y is a similarity transform of x.
-    Invariant to scaling, rotation and translation of either argument.
-    """
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"distance correlation needs two samples of equal size >= 2, got {len(x)} and {len(y)}")
-    a, b = _centred_distances(x), _centred_distances(y)
-    dcov = max((a * b).mean(), 0.0)
-    dx, dy = (a * a).mean(), (b * b).mean()
-    if dx <= 0 or dy <= 0:
-        return 0.0
-    return float(np.sqrt(dcov / np.sqrt(dx * dy)))
-
-
-def dependence_matrix(features: list[np.ndarray], *, max_samples: int = 1500, seed: int = 0) -> np.ndarray:
-    """(C, C) symmetric matrix of pairwise distance correlations, ones on the diagonal."""
-    n = len(features[0])
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(n, size=min(n, max_samples), replace=False) if n > max_samples else np.arange(n)
-    cents = [_centred_distances(f[idx]) for f in features]
-    norms = [np.sqrt(max((c * c).mean(), 0.0)) for c in cents]
-    m = len(features)
-    out = np.eye(m)
-    for i in range(m):
-        for j in range(i + 1, m):
-            if norms[i] <= 0 or norms[j] <= 0:
-                v = 0.0
-            else:
-                v = float(np.sqrt(max((cents[i] * cents[j]).mean(), 0.0) / (norms[i] * norms[j])))
-            out[i, j] = out[j, i] = v
-    return out
-
-
-# ----------------------------------------------------------------------------- clustering
-def spectral_groups(affinity: np.ndarray, n_groups: int | None = None, *, max_groups: int | None = None,
-                    seed: int = 0) -> np.ndarray:
-    """Cluster items of a symmetric non-negative affinity matrix; returns labels (C,).
-
-    Normalised spectral embedding (Ng-Jordan-Weiss) then k-means with deterministic
-    farthest-point initialisation (seeded). With ``n_groups=None`` the number of groups is the
-    position of the largest gap among the leading eigenvalues of D^{-1/2} W D^{-1/2}.
-    Labels are canonical: groups numbered by their smallest member.
-    """
-    w = np.asarray(affinity, dtype=np.float64)
-    m = w.shape[0]
-    if w.shape != (m, m):
-        raise ValueError(f"affinity must be square, got {w.shape}")
-    if m == 0:
-        return np.zeros(0, dtype=int)
-    max_groups = min(max_groups or m, m)
-    if n_groups is not None and not 1 <= n_groups <= m:
-        raise ValueError(f"n_groups={n_groups} must be between 1 and the number of static components ({m})")
-    w = np.clip((w + w.T) / 2, 0.0, None)
-    d = w.sum(1)
-    d_inv = 1.0 / np.sqrt(np.maximum(d, 1e-12))
-    lap = d_inv[:, None] * w * d_inv[None, :]
-    evals, evecs = np.linalg.eigh(lap)
-    evals, evecs = evals[::-1], evecs[:, ::-1]  # descending
-    if n_groups is None:
-        if m == 1:
-            n_groups = 1
-        else:
-            gaps = evals[: max_groups - 1] - evals[1:max_groups]
-            n_groups = int(np.argmax(gaps)) + 1
-    emb = evecs[:, :n_groups]
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    labels = _kmeans(emb, n_groups, seed)
-    order = {old: new for new, old in enumerate(dict.fromkeys(labels.tolist()))}  # by first member
-    return np.array([order[v] for v in labels.tolist()], dtype=int)
-
-
-def _kmeans(x: np.ndarray, k: int, seed: int, iters: int = 100) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = [x[rng.integers(len(x))]]
-    for _ in range(1, k):  # farthest point
-        dist = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
-        centres.append(x[int(np.argmax(dist))])
-    c = np.array(centres)
-    labels = np.zeros(len(x), dtype=int)
-    for _ in range(iters):
-        new = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
-        if np.array_equal(new, labels) and _ > 0:
-            break
-        labels = new
-        for j in range(k):
-            if (labels == j).any():
-                c[j] = x[labels == j].mean(0)
-    return labels
+    def eigen_indices(self, basis: KoopmanBasis, group: int) -> list[int]:
+        """Eigen-indices of a group (eigen units only; an ICA unit spans all static indices)."""
+        if self.units.kind != "eigen":
+            return torch.nonzero(basis.static).flatten().tolist()
+        comps = [self.units.ids[u] for u in self.members(group)]
+        return [i for i, c in enumerate(basis.eig.component.tolist()) if c in comps]
 
 
 # ----------------------------------------------------------------------------- discovery
-def _masks(basis: KoopmanBasis, comps: list[int], labels: np.ndarray, n_groups: int) -> torch.Tensor:
-    k = basis.eig.component.shape[0]
-    masks = torch.zeros(n_groups, k, dtype=torch.bool)
-    for c, g in zip(comps, labels.tolist()):
-        masks[g] |= basis.eig.component == c
-    return masks
+def _canonical(labels: np.ndarray, units: StaticUnits, feats: list[np.ndarray]) -> np.ndarray:
+    """Renumber groups by decreasing total variance of their features (ties by first member)."""
+    g = int(labels.max()) + 1
+    var = [sum(float(feats[u].var(0).sum()) for u in range(len(feats)) if labels[u] == j) for j in range(g)]
+    first = [int(np.nonzero(labels == j)[0][0]) for j in range(g)]
+    order = sorted(range(g), key=lambda j: (-round(var[j], 9), first[j]))
+    remap = {old: new for new, old in enumerate(order)}
+    return np.array([remap[v] for v in labels.tolist()], dtype=int)
 
 
 def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None = None, *, seed: int = 0,
-                    max_samples: int = 1500) -> FactorGroups:
-    """Label-free grouping of the static components of ``basis`` from latents z (N, T, k)."""
-    comps, feats = static_component_features(z, basis)
-    if not comps:
-        raise ValueError("the basis has no static components to group")
-    if n_groups is not None and n_groups > len(comps):
-        raise ValueError(f"--n-factors={n_groups} exceeds the {len(comps)} static components")
+                    max_samples: int = 1500, kind: str = "ica", units: StaticUnits | None = None) -> FactorGroups:
+    """Label-free grouping of the static subspace of ``basis`` from latents z (N, T, k)."""
+    units = units or static_units(z, basis, kind, seed=seed)
+    if n_groups is not None and n_groups > len(units.columns):
+        what = "static components" if units.kind == "eigen" else "static directions"
+        raise ValueError(f"--n-factors={n_groups} exceeds the {len(units.columns)} {what}")
+    feats = units.features(z)
     aff = dependence_matrix(feats, max_samples=max_samples, seed=seed)
-    labels = spectral_groups(aff, n_groups, seed=seed)
-    g = int(labels.max()) + 1
-    return FactorGroups(comps, labels.tolist(), _masks(basis, comps, labels, g), aff, g)
+    # eigen units may each hold a whole factor, so their self-affinity counts; single ICA directions
+    # are weakly tied to their group and cluster better with a zero diagonal (docs/MULTIFACTOR.md)
+    labels = spectral_groups(aff, n_groups, seed=seed, self_affinity=0.0 if units.kind == "ica" else None)
+    if units.kind == "ica":
+        labels = _canonical(labels, units, feats)
+    return FactorGroups(units, labels.tolist(), aff, int(labels.max()) + 1)
 
 
 def correlation_ratio(feature: np.ndarray, labels: np.ndarray) -> float:
@@ -225,50 +261,48 @@ def correlation_ratio(feature: np.ndarray, labels: np.ndarray) -> float:
     return float(between / total)
 
 
-def supervised_importance(z: torch.Tensor, basis: KoopmanBasis, labels: dict[str, np.ndarray]) -> tuple[list[int], np.ndarray]:
-    """Static component ids and the (C, F) matrix of η² for each factor in ``labels`` (dict order)."""
-    comps, feats = static_component_features(z, basis)
+def supervised_importance(z: torch.Tensor, units: StaticUnits, labels: dict[str, np.ndarray]) -> np.ndarray:
+    """(U, F) matrix of η² of each unit's feature for each factor in ``labels`` (dict order)."""
+    feats = units.features(z)
     imp = np.array([[correlation_ratio(f, np.asarray(lab)) for lab in labels.values()] for f in feats])
-    return comps, imp.reshape(len(comps), len(labels))
+    return imp.reshape(len(feats), len(labels))
 
 
-def supervised_groups(z: torch.Tensor, basis: KoopmanBasis, labels: dict[str, np.ndarray]) -> FactorGroups:
-    """One group per labelled factor: each component goes to the factor it explains best (η²)."""
-    comps, imp = supervised_importance(z, basis, labels)
-    assign = imp.argmax(1)
-    names = list(labels)
-    masks = _masks(basis, comps, assign, len(names))
-    comps_f, feats = static_component_features(z, basis)
-    return FactorGroups(comps, assign.tolist(), masks, dependence_matrix(feats), len(names), names)
+def supervised_groups(z: torch.Tensor, units: StaticUnits, labels: dict[str, np.ndarray]) -> FactorGroups:
+    """One group per labelled factor: each unit goes to the factor it explains best (η²)."""
+    assign = supervised_importance(z, units, labels).argmax(1)
+    return FactorGroups(units, assign.tolist(), dependence_matrix(units.features(z)), len(labels), list(labels))
 
 
-def name_groups(groups: FactorGroups, z: torch.Tensor, basis: KoopmanBasis, labels: dict[str, np.ndarray]) -> FactorGroups:
-    """Name label-free groups by the factor their components explain best (one-to-one when possible)."""
-    comps, imp = supervised_importance(z, basis, labels)
-    pos = {c: i for i, c in enumerate(comps)}
+def name_groups(groups: FactorGroups, z: torch.Tensor, labels: dict[str, np.ndarray]) -> FactorGroups:
+    """Name label-free groups by the factor their units explain best (one-to-one when possible)."""
+    imp = supervised_importance(z, groups.units, labels)
     names_all = list(labels)
     score = np.zeros((groups.n_groups, len(names_all)))
-    for c, g in zip(groups.components, groups.labels):
-        score[g] += imp[pos[c]]
+    for u, g in enumerate(groups.labels):
+        score[g] += imp[u]
     names = [""] * groups.n_groups
     used: set[int] = set()
-    for flat in np.argsort(-score, axis=None):  # greedy one-to-one by decreasing score
+    for flat in np.argsort(-score, axis=None, kind="stable"):  # greedy one-to-one by decreasing score
         g, f = divmod(int(flat), len(names_all))
         if names[g] or f in used:
             continue
         names[g] = names_all[f]
         used.add(f)
     names = [n or f"group{g}" for g, n in enumerate(names)]
-    return FactorGroups(groups.components, groups.labels, groups.masks, groups.affinity, groups.n_groups, names)
+    return FactorGroups(groups.units, groups.labels, groups.affinity, groups.n_groups, names)
 
 
 # ----------------------------------------------------------------------------- operations
-def swap_groups(z_recv: torch.Tensor, z_donor: torch.Tensor, basis: KoopmanBasis, mask: torch.Tensor) -> torch.Tensor:
-    """Receiver with the eigen-subspace ``mask`` taken from the donor: (P, T, k)."""
-    return z_recv - basis.project(z_recv, mask) + basis.project(z_donor, mask)
+def swap_groups(z_recv: torch.Tensor, z_donor: torch.Tensor, projector: torch.Tensor) -> torch.Tensor:
+    """Receiver with the part ``projector`` (k, k) taken from the donor: z_r + (z_d − z_r) P, (P, T, k)."""
+    if z_recv.shape != z_donor.shape:
+        raise ValueError(f"swap needs equal shapes, got {tuple(z_recv.shape)} and {tuple(z_donor.shape)}")
+    delta = (z_donor.to(torch.float64) - z_recv.to(torch.float64)) @ projector
+    return (z_recv.to(torch.float64) + delta).to(z_recv.dtype)
 
 
-def incremental_swap(z_src: torch.Tensor, z_tgt: torch.Tensor, basis: KoopmanBasis, groups: FactorGroups,
+def incremental_swap(z_src: torch.Tensor, z_tgt: torch.Tensor, groups: FactorGroups,
                      order: list[int] | None = None) -> torch.Tensor:
     """Morph: step s has the target's first s groups (in ``order``); motion of the source kept.
 
@@ -277,5 +311,5 @@ def incremental_swap(z_src: torch.Tensor, z_tgt: torch.Tensor, basis: KoopmanBas
     order = list(range(groups.n_groups)) if order is None else order
     steps = [z_src]
     for s in range(1, len(order) + 1):
-        steps.append(swap_groups(z_src, z_tgt, basis, groups.mask_for(order[:s])))
+        steps.append(swap_groups(z_src, z_tgt, groups.projector_for(order[:s])))
     return torch.stack(steps)

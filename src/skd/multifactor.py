@@ -1,9 +1,10 @@
 """Pipelines around factor groups: fit and save them for a run, swap subsets, morph, and the
 multifactor metric of EVALUATION.md §3.
 
-Groups live in eigen-coordinates of ONE Koopman matrix, so ``RUN/factors.json`` stores that C
-(fitted on ``fit_batch`` sequences) next to the groups; every later operation rebuilds the same
-basis from it instead of refitting C on another batch.
+Groups live in coordinates of the static subspace of ONE Koopman matrix, so ``RUN/factors.json``
+stores that C (fitted on ``fit_batch`` sequences) and the static coordinate system (eigen or ICA,
+:mod:`skd.factors`) next to the groups; every later operation uses exactly these instead of
+refitting C on another batch.
 """
 from __future__ import annotations
 
@@ -20,7 +21,17 @@ from . import ops, viz
 from .checkpoint import atomic_write_text
 from .config import Config
 from .data.base import SequenceData
-from .factors import FactorGroups, discover_groups, name_groups, supervised_groups, supervised_importance, swap_groups
+from .factors import (
+    FactorGroups,
+    StaticUnits,
+    discover_groups,
+    eigen_units,
+    name_groups,
+    static_units,
+    supervised_groups,
+    supervised_importance,
+    swap_groups,
+)
 from .judge import Judge, check_judge_matches, judge_probs
 from .koopman import eig_sorted
 from .model import KoopmanAE
@@ -35,7 +46,7 @@ class FactorSet:
     basis: ops.KoopmanBasis
     free: FactorGroups
     supervised: FactorGroups | None
-    importance: np.ndarray | None  # (C, F) η² of static components × labelled static factors
+    importance: np.ndarray | None  # (U, F) η² of static units × labelled static factors
     factor_names: list[str]
 
 
@@ -44,43 +55,64 @@ def _static_labels(data: SequenceData) -> dict[str, np.ndarray]:
 
 
 def fit_factors(model: KoopmanAE, cfg: Config, data: SequenceData, *, n_groups: int | None = None,
-                fit_batch: int = 1024, seed: int = 0) -> FactorSet:
-    """Fit C on ``fit_batch`` random sequences, choose S, discover groups, name them if labelled."""
+                fit_batch: int = 1024, seed: int = 0, kind: str = "ica") -> FactorSet:
+    """Fit C on ``fit_batch`` random sequences, choose S, build the static units (``kind``: "ica"
+    or "eigen"), discover groups, and name them and group them with labels when the data has them."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data), generator=g)[: min(fit_batch, len(data))]
     z = ops.encode(model, data.batch(idx))
     basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
                           ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
-    free = discover_groups(z, basis, n_groups, seed=seed)
+    units = static_units(z, basis, kind, seed=seed)
+    free = discover_groups(z, basis, n_groups, seed=seed, units=units)
     labels = {k: v[idx.numpy()] for k, v in _static_labels(data).items()}
     sup = imp = None
     if labels:
-        free = name_groups(free, z, basis, labels)
-        sup = supervised_groups(z, basis, labels)
-        imp = supervised_importance(z, basis, labels)[1]
+        free = name_groups(free, z, labels)
+        sup = supervised_groups(z, units, labels)
+        imp = supervised_importance(z, units, labels)
     return FactorSet(basis, free, sup, imp, list(labels))
 
 
-def _groups_json(g: FactorGroups) -> dict:
-    return {"n_groups": g.n_groups, "names": g.names, "components": g.components, "labels": g.labels,
-            "indices": [torch.nonzero(m).flatten().tolist() for m in g.masks], "affinity": g.affinity.tolist()}
+def _groups_json(g: FactorGroups, basis: ops.KoopmanBasis) -> dict:
+    return {"n_groups": g.n_groups, "names": g.names, "labels": g.labels,
+            "indices": [g.eigen_indices(basis, gi) for gi in range(g.n_groups)], "affinity": g.affinity.tolist()}
+
+
+def _units_json(u: StaticUnits) -> dict:
+    return {"kind": u.kind, "ids": u.ids, "columns": u.columns, "to_coords": u.to_coords.tolist(),
+            "from_coords": u.from_coords.tolist()}
 
 
 def save_factors(fs: FactorSet, run_dir: Path, meta: dict) -> Path:
-    payload = {"format": "skd-factors", "version": 1, "C": fs.basis.C.tolist(),
+    payload = {"format": "skd-factors", "version": 2, "C": fs.basis.C.tolist(),
                "static_indices": torch.nonzero(fs.basis.static).flatten().tolist(),
-               "free": _groups_json(fs.free), "supervised": _groups_json(fs.supervised) if fs.supervised else None,
+               "units": _units_json(fs.free.units),
+               "free": _groups_json(fs.free, fs.basis),
+               "supervised": _groups_json(fs.supervised, fs.basis) if fs.supervised else None,
                "importance": fs.importance.tolist() if fs.importance is not None else None,
                "factor_names": fs.factor_names, **meta}
     return atomic_write_text(run_dir / FACTORS_FILE, json.dumps(payload, indent=1) + "\n")
 
 
-def _groups_from_json(d: dict, basis: ops.KoopmanBasis) -> FactorGroups:
+def _units_from_json(d: dict | None, basis: ops.KoopmanBasis) -> StaticUnits:
+    if d is None:  # version 1 files: eigen units of the stored C
+        return eigen_units(basis)
     k = basis.static.shape[0]
-    masks = torch.zeros(d["n_groups"], k, dtype=torch.bool)
-    for gi, ind in enumerate(d["indices"]):
-        masks[gi, ind] = True
-    return FactorGroups(d["components"], d["labels"], masks, np.array(d["affinity"]), d["n_groups"], d["names"])
+    to_c = torch.tensor(d["to_coords"], dtype=torch.float64)
+    from_c = torch.tensor(d["from_coords"], dtype=torch.float64)
+    if d["kind"] not in ("eigen", "ica") or to_c.ndim != 2 or to_c.shape[0] != k or from_c.shape != to_c.T.shape:
+        raise ValueError(f"static units of kind {d['kind']!r} with shapes {tuple(to_c.shape)}/{tuple(from_c.shape)} do not fit k={k}")
+    if not (torch.isfinite(to_c).all() and torch.isfinite(from_c).all()):
+        raise ValueError("static units hold non-finite numbers")
+    return StaticUnits(d["kind"], to_c, from_c, [list(map(int, c)) for c in d["columns"]], list(map(int, d["ids"])))
+
+
+def _groups_from_json(d: dict, units: StaticUnits) -> FactorGroups:
+    labels = list(map(int, d["labels"]))
+    if len(labels) != len(units.columns) or any(not 0 <= v < d["n_groups"] for v in labels):
+        raise ValueError(f"{len(labels)} group labels for {len(units.columns)} static units")
+    return FactorGroups(units, labels, np.array(d["affinity"]), int(d["n_groups"]), list(d["names"]))
 
 
 def load_factors(run_dir: str | Path) -> FactorSet:
@@ -89,14 +121,17 @@ def load_factors(run_dir: str | Path) -> FactorSet:
         raise FileNotFoundError(f"no factor groups in {run_dir}: run `skd factors --run {run_dir}` first")
     try:
         d = json.loads(path.read_text())
+        if d.get("format") != "skd-factors" or d.get("version") not in (1, 2):
+            raise ValueError(f"not an skd factors file (format {d.get('format')!r}, version {d.get('version')!r})")
         C = torch.tensor(d["C"], dtype=torch.float64)
         eig = eig_sorted(C)
         static = torch.zeros(C.shape[0], dtype=torch.bool)
         static[d["static_indices"]] = True
         basis = ops.KoopmanBasis(C, eig, static)
-        free = _groups_from_json(d["free"], basis)
-        sup = _groups_from_json(d["supervised"], basis) if d.get("supervised") else None
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        units = _units_from_json(d.get("units"), basis)
+        free = _groups_from_json(d["free"], units)
+        sup = _groups_from_json(d["supervised"], units) if d.get("supervised") else None
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, json.JSONDecodeError) as e:
         raise ValueError(f"corrupt {path}: {e}") from e
     imp = np.array(d["importance"]) if d.get("importance") is not None else None
     return FactorSet(basis, free, sup, imp, d.get("factor_names", []))
@@ -127,7 +162,7 @@ def subset_grid(model: KoopmanAE, data: SequenceData, fs: FactorSet, pair: tuple
     rows, labels = [x[0], x[1]], [f"receiver #{i}", f"donor #{j}"]
     names = groups.names or [str(g) for g in range(groups.n_groups)]
     subsets = [s for r in range(1, groups.n_groups + 1) for s in itertools.combinations(range(groups.n_groups), r)]
-    zs = torch.cat([swap_groups(z[:1], z[1:], fs.basis, groups.mask_for(list(s))) for s in subsets])
+    zs = torch.cat([swap_groups(z[:1], z[1:], groups.projector_for(list(s))) for s in subsets])
     frames = ops.decode(model, zs)
     for s, fr in zip(subsets, frames):
         rows.append(fr)
@@ -144,7 +179,7 @@ def morph_rows(model: KoopmanAE, data: SequenceData, fs: FactorSet, pairs: list[
     rows, labels = [], []
     for i, j in pairs:
         z = ops.encode(model, data.batch([i, j]))
-        steps = incremental_swap(z[:1], z[1:], fs.basis, groups, order)[:, 0]  # (G+1, T, k)
+        steps = incremental_swap(z[:1], z[1:], groups, order)[:, 0]  # (G+1, T, k)
         frames = ops.decode(model, steps)
         rows += [*frames, data.batch([j])[0]]
         labels += [f"source #{i}"] + ["+" + names[g] for g in order] + [f"target #{j}"]
@@ -174,12 +209,12 @@ def evaluate_multifactor(model: KoopmanAE, judge: Judge, data: SequenceData, fs:
     bar = tqdm(total=len(named) * ((n + batch_size - 1) // batch_size), disable=not progress, desc="multifactor")
     for gi in named:
         f = groups.names[gi]
-        mask = groups.mask_for([gi])
+        proj = groups.projector_for([gi])
         for a in range(0, n, batch_size):
             recv = torch.arange(a, min(a + batch_size, n))
             don = donors[recv]
             z_r, z_d = ops.encode(model, data.batch(recv)), ops.encode(model, data.batch(don))
-            probs = judge_probs(judge, ops.decode(model, swap_groups(z_r, z_d, fs.basis, mask)))
+            probs = judge_probs(judge, ops.decode(model, swap_groups(z_r, z_d, proj)))
             for h in static_heads + dyn_heads:
                 want = data.labels[h][don] if h == f else data.labels[h][recv]
                 hits[f][h] += int((probs[h].argmax(-1) == want).sum())
@@ -208,24 +243,39 @@ def multifactor_markdown(res: dict, title: str) -> str:
 
 
 def factors_report(fs: FactorSet) -> str:
+    units = fs.free.units
+    eig = fs.basis.eig
+
     def describe(g: FactorGroups) -> list[str]:
         out = []
         for gi in range(g.n_groups):
-            comps = [c for c, l in zip(g.components, g.labels) if l == gi]
-            vals = [fs.basis.eig.values[fs.basis.eig.component == c][0] for c in comps]
+            mem = g.members(gi)
             name = g.names[gi] if g.names else f"group{gi}"
-            out.append(f"| {name} | {len(comps)} | {int(g.masks[gi].sum())} | "
-                       + ", ".join(f"{complex(v).real:.3f}{complex(v).imag:+.3f}i" for v in vals) + " |")
+            dims = sum(len(units.columns[u]) for u in mem)
+            if units.kind == "eigen":
+                vals = [eig.values[eig.component == units.ids[u]][0] for u in mem]
+                what = ", ".join(f"{complex(v).real:.3f}{complex(v).imag:+.3f}i" for v in vals)
+            else:
+                what = ", ".join(str(units.ids[u]) for u in mem)
+            out.append(f"| {name} | {len(mem)} | {dims} | {what} |")
         return out
 
-    lines = ["# Static factor groups", "", f"{int(fs.basis.static.sum())} static eigenvalues in "
-             f"{len(fs.free.components)} components.", "", "## Label-free groups", "",
-             "| group | components | eigen-indices | eigenvalues |", "|---|---|---|---|", *describe(fs.free)]
+    n_static = int(fs.basis.static.sum())
+    n_comp = len(torch.unique(eig.component[fs.basis.static]))
+    vals = eig.values[fs.basis.static]
+    unit_word = "components" if units.kind == "eigen" else "ICA directions"
+    col = "eigenvalues" if units.kind == "eigen" else "directions"
+    lines = ["# Static factor groups", "",
+             f"{n_static} static eigenvalues in {n_comp} components; |λ − 1| from {float((vals - 1).abs().min()):.4f} "
+             f"to {float((vals - 1).abs().max()):.4f}. Basis: **{units.kind}** ({len(units.columns)} units, {units.dim} real "
+             "coordinates).", "", "## Label-free groups", "",
+             f"| group | {unit_word} | coordinates | {col} |", "|---|---|---|---|", *describe(fs.free)]
     if fs.supervised is not None and fs.importance is not None:
-        lines += ["", "## Supervised groups (each component to the factor with the largest η²)", "",
-                  "| group | components | eigen-indices | eigenvalues |", "|---|---|---|---|", *describe(fs.supervised),
-                  "", "## η² of each static component for each factor", "",
-                  "| component | " + " | ".join(fs.factor_names) + " |", "|---|" + "---|" * len(fs.factor_names)]
-        for c, row in zip(fs.free.components, fs.importance):
-            lines.append(f"| {c} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+        lines += ["", "## Supervised groups (each unit to the factor with the largest η²)", "",
+                  f"| group | {unit_word} | coordinates | {col} |", "|---|---|---|---|", *describe(fs.supervised),
+                  "", "## η² of each static unit for each factor", "",
+                  "| unit | label-free group | " + " | ".join(fs.factor_names) + " |", "|---|---|" + "---|" * len(fs.factor_names)]
+        names = fs.free.names or [f"group{g}" for g in range(fs.free.n_groups)]
+        for u, row in enumerate(fs.importance):
+            lines.append(f"| {units.ids[u]} | {names[fs.free.labels[u]]} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     return "\n".join(lines) + "\n"

@@ -12,9 +12,13 @@ from ..showcase import pick_pairs
 from ..train import load_run
 
 HELP = "discover the static factor groups (hair, skin, …) of a run without labels"
-DESCRIPTION = """Group the static eigen-coordinates of a trained run into factors without labels: components
-that depend on each other across sequences (distance correlation) form a group (spectral
-clustering; the number of groups is chosen by the eigengap unless --n-factors is given).
+DESCRIPTION = """Group the static subspace of a trained run into factors without labels. The static
+coordinates are first put in a basis (--basis ica, the default: the independent directions of
+the static subspace, found by whitening + FastICA, because the static eigenvalues of a trained
+model all sit at λ ≈ 1 and their eigenvectors are arbitrary mixtures; --basis eigen: the static
+eigen-components themselves, conjugate pairs kept together). Units that depend on each other
+across sequences (distance correlation) form a group (spectral clustering; the number of groups
+is chosen by the eigengap unless --n-factors is given).
 With labelled data the groups are also named and a supervised grouping is written beside them.
 
 Writes RUN/factors.json (the Koopman matrix used and the groups), RUN/factors/report.md,
@@ -22,7 +26,8 @@ RUN/factors/affinity.png and RUN/factors/subsets.png (all subsets of groups swap
 
 examples:
   skd factors --run runs/sprites --data data/sprites
-  skd factors --run demo_out/run --n-factors 4"""
+  skd factors --run demo_out/run --n-factors 4
+  skd factors --run runs/sprites --data data/sprites --n-factors 4 --basis eigen"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="SPEC", help="'shapes', a Sprites folder or .npy/.npz (default: the run's data)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="which split to fit on (default: test)")
     p.add_argument("--n-factors", type=int, default=None, help="number of groups (default: chosen automatically)")
+    p.add_argument("--basis", choices=["ica", "eigen"], default="ica",
+                   help="coordinates of the static subspace to group (default: ica)")
     p.add_argument("--fit-batch", type=int, default=1024, help="sequences used to fit C and group (default: 1024)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -42,18 +49,19 @@ def run(args: argparse.Namespace) -> int:
     model.check_input(data.batch([0]))
     if args.n_factors is not None and args.n_factors < 1:
         raise ValueError(f"--n-factors={args.n_factors} must be >= 1")
-    fs = fit_factors(model, cfg, data, n_groups=args.n_factors, fit_batch=args.fit_batch, seed=args.seed)
+    fs = fit_factors(model, cfg, data, n_groups=args.n_factors, fit_batch=args.fit_batch, seed=args.seed,
+                     kind=args.basis)
     run_dir = Path(args.run)
     out = run_dir / "factors"
-    path = save_factors(fs, run_dir, {"fit_batch": args.fit_batch, "seed": args.seed, "split": args.split,
+    path = save_factors(fs, run_dir, {"fit_batch": args.fit_batch, "seed": args.seed, "split": args.split, "basis": args.basis,
                                       "data": data_cfg.name})
     names = fs.free.names or [f"group{g}" for g in range(fs.free.n_groups)]
     comp_names = [f"{c}:{names[g]}" for c, g in zip(fs.free.components, fs.free.labels)]
     viz.plot_matrix(fs.free.affinity, out / "affinity.png", row_labels=comp_names, col_labels=comp_names,
-                    title="distance correlation of static components")
+                    title=f"distance correlation of static units ({args.basis} basis)")
     atomic_write_text(out / "report.md", factors_report(fs))
-    msg = f"{fs.free.n_groups} label-free groups: " + ", ".join(
-        f"{names[g]}={sum(1 for l in fs.free.labels if l == g)} comp." for g in range(fs.free.n_groups))
+    msg = f"{fs.free.n_groups} label-free groups ({args.basis} basis): " + ", ".join(
+        f"{names[g]}={len(fs.free.members(g))} units" for g in range(fs.free.n_groups))
     if fs.free.n_groups <= 5:
         subset_grid(model, data, fs, pick_pairs(data, 1, seed=args.seed)[0], out / "subsets.png")
     print(msg)

@@ -80,11 +80,11 @@ def _swap_factors(args: argparse.Namespace, model, data, pairs, out: Path) -> in
     if groups is None:
         raise ValueError("no supervised groups: run `skd factors` on labelled data")
     chosen = resolve_groups(groups, args.factors)
-    mask = groups.mask_for(chosen)
+    proj = groups.projector_for(chosen)
     names = "+".join(groups.names[g] if groups.names else str(g) for g in chosen)
     ia, ib = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
     xa, xb = data.batch(ia), data.batch(ib)
-    mixed = ops.decode(model, swap_groups(ops.encode(model, xa), ops.encode(model, xb), fs.basis, mask))
+    mixed = ops.decode(model, swap_groups(ops.encode(model, xa), ops.encode(model, xb), proj))
     rows, labels = [], []
     for p, (a, b) in enumerate(pairs):
         rows += [xa[p], xb[p], mixed[p]]
