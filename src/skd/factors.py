@@ -148,7 +148,7 @@ def ica_units(z: torch.Tensor, basis: KoopmanBasis, *, seed: int = 0, rel_tol: f
     y = xc @ white
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        ica = FastICA(n_components=m, whiten=False, fun="logcosh", max_iter=max_iter, tol=1e-6, random_state=seed)
+        ica = FastICA(n_components=m, whiten=False, fun="logcosh", max_iter=max_iter, tol=1e-5, random_state=seed)
         ica.fit(y)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         warnings.warn(f"FastICA did not converge in {max_iter} iterations; the static basis may be only roughly independent",

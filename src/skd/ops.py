@@ -16,11 +16,17 @@ from .model import KoopmanAE
 
 @dataclass(frozen=True)
 class KoopmanBasis:
-    """C fitted on a reference batch, its sorted eigen-decomposition and the static mask."""
+    """C fitted on a reference batch, its sorted eigen-decomposition and the static mask.
+
+    ``split``: optional (k, k) real projector that defines the static part instead of the eigen
+    mask (row vectors: static part = z @ split). :func:`skd.split.refine_split` sets it to the
+    appearance-only part of the static subspace; None means the plain eigen split of Eq. 5.
+    """
 
     C: torch.Tensor  # (k, k) float64
     eig: EigSorted
     static: torch.Tensor  # (k,) bool, closed under conjugation
+    split: torch.Tensor | None = None  # (k, k) float64 projector, or None
 
     @property
     def dynamic(self) -> torch.Tensor:
@@ -29,6 +35,15 @@ class KoopmanBasis:
     def project(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Part of z (..., k) in the eigen-subspace ``mask``, real (..., k)."""
         return project(z, self.eig, mask)
+
+    def part(self, z: torch.Tensor, which: str) -> torch.Tensor:
+        """The static or dynamic part of z (..., k) under this basis's split (the two sum to z)."""
+        if which not in ("static", "dynamic"):
+            raise ValueError(f"part={which!r} must be 'static' or 'dynamic'")
+        if self.split is None:
+            return self.project(z, self.static if which == "static" else self.dynamic)
+        static = (z.to(torch.float64) @ self.split.to(z.device)).to(z.dtype)
+        return static if which == "static" else z - static
 
 
 @torch.no_grad()
@@ -65,7 +80,7 @@ def swap_latents(z_dyn: torch.Tensor, z_static: torch.Tensor, basis: KoopmanBasi
     """
     if z_dyn.shape != z_static.shape:
         raise ValueError(f"swap needs equal shapes, got {tuple(z_dyn.shape)} and {tuple(z_static.shape)}")
-    return basis.project(z_dyn, basis.dynamic) + basis.project(z_static, basis.static)
+    return basis.part(z_dyn, "dynamic") + basis.part(z_static, "static")
 
 
 def _two_others(n: int, generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,9 +110,8 @@ def sample_part(
     """
     if part not in ("static", "dynamic"):
         raise ValueError(f"part={part!r} must be 'static' or 'dynamic'")
-    mask = basis.static if part == "static" else basis.dynamic
-    keep = basis.project(z, ~mask)  # (B, T, k)
-    repl = basis.project(z, mask)  # (B, T, k)
+    repl = basis.part(z, part)  # (B, T, k)
+    keep = z - repl if basis.split is not None else basis.part(z, "dynamic" if part == "static" else "static")
     j, l_ = _two_others(z.shape[0], generator, z.device)
     w = torch.rand(z.shape[0], 2, generator=generator).to(z.device, z.dtype)
     w = w / w.sum(1, keepdim=True).clamp_min(1e-12)  # (B, 2)

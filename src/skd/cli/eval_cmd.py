@@ -30,6 +30,7 @@ modes (the default is the judge-based two-factor evaluation):
 
 examples:
   skd eval --run runs/sprites --judge judges/sprites --data data/sprites
+  skd eval --run runs/sprites --judge judges/sprites --static-split refined
   skd eval --multifactor --run runs/sprites --judge judges/sprites
   skd eval --audio --run runs/fsdd
   skd eval --factors --run runs/oscillators
@@ -52,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="judge modes: sequences per C fit / batch (default: 256)")
     p.add_argument("--protocols", default="A,B", metavar="LIST",
                    help="judge mode: which protocols/manipulations, e.g. 'A' or 'A:sample,B:swap' (default: A,B = all four)")
+    p.add_argument("--static-split", choices=("eigen", "refined"), default="eigen",
+                   help="judge mode: static part = the eigen split of Eq. 5 (default) or 'refined': ICA "
+                        "directions of the static subspace that depend on the dynamics stay with the dynamics")
     p.add_argument("--limit", type=int, default=0, metavar="N",
                    help="judge modes: only the first N test sequences (a quick look; the protocol uses all)")
     p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
@@ -174,7 +178,8 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
     only = parse_protocols(args.protocols)
     report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
-                                 seed=args.seed, progress=not getattr(args, "quiet", False), only=only)
+                                 seed=args.seed, progress=not getattr(args, "quiet", False), only=only,
+                                 split=args.static_split)
     table = markdown_table(report)
     print(table)
     print(f"judge sha256: {sha}")
