@@ -96,6 +96,13 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
                  "--batch-size", "8", "--protocols", "A:sample", "--out", str(tmp_path / "a.json")]) == 0
     table = json.loads((tmp_path / "a.json").read_text())["table"]
     assert list(table) == ["A"] and list(table["A"]) == ["sample"]
+    # the refined static split runs end to end and is recorded
+    assert main(["eval", "-q", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--repeats", "1",
+                 "--batch-size", "16", "--protocols", "A:sample", "--static-split", "refined",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["static_split"]["kind"] == "refined" and rep["static_split"]["moved_per_batch_min"] >= 0
+    assert 0 <= rep["table"]["A"]["sample"]["motion"]["acc"]["mean"] <= 1
     capsys.readouterr()
     assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--protocols", "C"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -84,3 +84,22 @@ def test_no_motion_in_statics_means_no_change() -> None:
     assert res.motion == [], res.scores
     eigen_static = (basis.eig.vectors[:, basis.static] @ basis.eig.inverse[basis.static, :]).real
     assert torch.allclose(res.basis.split, eigen_static, atol=1e-8)
+
+
+def test_motion_directions_form_their_own_factor_group() -> None:
+    from skd.factors import MOTION, discover_groups, name_groups, supervised_groups
+    from skd.split import motion_scores
+
+    z, labels, _ = action_world(seed=1)
+    basis = ops.fit_basis(z, 6)
+    res = refine_split(z, basis, seed=0)
+    assert motion_units(motion_scores(z, res.units, seed=0)) == res.motion
+    static = {k: labels[k] for k in ("hair", "skin")}
+    groups = name_groups(discover_groups(z, basis, seed=0, units=res.units, motion=res.motion), z, static)
+    assert sorted(groups.names) == sorted(["hair", "skin", MOTION])
+    assert groups.members(groups.group_of(MOTION)) == res.motion
+    sup = supervised_groups(z, res.units, static, {"action": labels["action"]})
+    assert sup.names == ["hair", "skin", MOTION]
+    assert sup.members(sup.group_of(MOTION)) == res.motion
+    with pytest.raises(ValueError, match=r"exceeds the 4 static directions \(2 more carry motion\)"):
+        discover_groups(z, basis, n_groups=5, units=res.units, motion=res.motion)

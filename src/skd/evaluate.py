@@ -36,13 +36,13 @@ MANIPULATIONS = ("sample", "swap")
 class EvalReport:
     table: dict  # protocol -> manipulation -> head -> metric -> {"mean", "std"}
     sanity: dict  # reconstruction MSE, judge accuracy on plain reconstructions and originals
-    static_split: dict = field(default_factory=lambda: {"kind": "eigen"})  # split used; refined: directions moved per batch
     repeats: int
     batch_size: int
     n: int
     # protocol -> manipulation -> head -> (K, K) counts summed over repeats (row: true, column: judged)
     confusion: dict = field(default_factory=dict)
     class_names: dict = field(default_factory=dict)  # head -> class names (empty when unnamed)
+    static_split: dict = field(default_factory=lambda: {"kind": "eigen"})  # split used; refined: directions moved per batch
 
 
 def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:

@@ -228,21 +228,42 @@ def _canonical(labels: np.ndarray, units: StaticUnits, feats: list[np.ndarray]) 
     return np.array([remap[v] for v in labels.tolist()], dtype=int)
 
 
+MOTION = "motion"  # name of the group of static directions that carry motion (skd.split)
+
+
 def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None = None, *, seed: int = 0,
-                    max_samples: int = 1500, kind: str = "ica", units: StaticUnits | None = None) -> FactorGroups:
-    """Label-free grouping of the static subspace of ``basis`` from latents z (N, T, k)."""
+                    max_samples: int = 1500, kind: str = "ica", units: StaticUnits | None = None,
+                    motion: list[int] | None = None) -> FactorGroups:
+    """Label-free grouping of the static subspace of ``basis`` from latents z (N, T, k).
+
+    ``motion``: unit positions that carry motion (:func:`skd.split.motion_units`); they are set
+    aside as one extra group named "motion" and the other units are grouped into ``n_groups``.
+    """
     units = units or static_units(z, basis, kind, seed=seed)
-    if n_groups is not None and n_groups > len(units.columns):
+    motion = sorted(set(motion or []))
+    rest = [u for u in range(len(units.columns)) if u not in motion]
+    if not rest:
+        raise ValueError("every static direction carries motion; there is no appearance to group")
+    if n_groups is not None and n_groups > len(rest):
         what = "static components" if units.kind == "eigen" else "static directions"
-        raise ValueError(f"--n-factors={n_groups} exceeds the {len(units.columns)} {what}")
+        extra = f" ({len(motion)} more carry motion)" if motion else ""
+        raise ValueError(f"--n-factors={n_groups} exceeds the {len(rest)} {what}{extra}")
     feats = units.features(z)
     aff = dependence_matrix(feats, max_samples=max_samples, seed=seed)
+    sub = aff[np.ix_(rest, rest)]
     # eigen units may each hold a whole factor, so their self-affinity counts; single ICA directions
     # are weakly tied to their group and cluster better with a zero diagonal (docs/MULTIFACTOR.md)
-    labels = spectral_groups(aff, n_groups, seed=seed, self_affinity=0.0 if units.kind == "ica" else None)
+    lab = spectral_groups(sub, n_groups, seed=seed, self_affinity=0.0 if units.kind == "ica" else None)
     if units.kind == "ica":
-        labels = _canonical(labels, units, feats)
-    return FactorGroups(units, labels.tolist(), aff, int(labels.max()) + 1)
+        lab = _canonical(lab, units, [feats[u] for u in rest])
+    g = int(lab.max()) + 1
+    labels = np.full(len(units.columns), g, dtype=int)
+    labels[rest] = lab
+    names = []
+    if motion:
+        names = [""] * g + [MOTION]
+        g += 1
+    return FactorGroups(units, labels.tolist(), aff, g, names)
 
 
 def correlation_ratio(feature: np.ndarray, labels: np.ndarray) -> float:
@@ -268,10 +289,23 @@ def supervised_importance(z: torch.Tensor, units: StaticUnits, labels: dict[str,
     return imp.reshape(len(feats), len(labels))
 
 
-def supervised_groups(z: torch.Tensor, units: StaticUnits, labels: dict[str, np.ndarray]) -> FactorGroups:
-    """One group per labelled factor: each unit goes to the factor it explains best (η²)."""
-    assign = supervised_importance(z, units, labels).argmax(1)
-    return FactorGroups(units, assign.tolist(), dependence_matrix(units.features(z)), len(labels), list(labels))
+def supervised_groups(z: torch.Tensor, units: StaticUnits, labels: dict[str, np.ndarray],
+                      motion_labels: dict[str, np.ndarray] | None = None) -> FactorGroups:
+    """One group per labelled static factor: each unit goes to the factor it explains best (η²).
+
+    With ``motion_labels`` (dynamic factors such as the action), a unit that explains a dynamic
+    factor better than every static one goes to an extra group named "motion".
+    """
+    imp = supervised_importance(z, units, labels)
+    assign = imp.argmax(1)
+    names = list(labels)
+    if motion_labels:
+        dyn = supervised_importance(z, units, motion_labels).max(1)
+        moving = dyn > imp.max(1)
+        if moving.any():
+            assign = np.where(moving, len(names), assign)
+            names.append(MOTION)
+    return FactorGroups(units, assign.tolist(), dependence_matrix(units.features(z)), len(names), names)
 
 
 def name_groups(groups: FactorGroups, z: torch.Tensor, labels: dict[str, np.ndarray]) -> FactorGroups:
@@ -281,7 +315,7 @@ def name_groups(groups: FactorGroups, z: torch.Tensor, labels: dict[str, np.ndar
     score = np.zeros((groups.n_groups, len(names_all)))
     for u, g in enumerate(groups.labels):
         score[g] += imp[u]
-    names = [""] * groups.n_groups
+    names = [MOTION if groups.names and groups.names[g] == MOTION else "" for g in range(groups.n_groups)]
     used: set[int] = set()
     for flat in np.argsort(-score, axis=None, kind="stable"):  # greedy one-to-one by decreasing score
         g, f = divmod(int(flat), len(names_all))

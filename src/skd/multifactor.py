@@ -22,6 +22,7 @@ from .checkpoint import atomic_write_text
 from .config import Config
 from .data.base import SequenceData
 from .factors import (
+    MOTION,
     FactorGroups,
     StaticUnits,
     discover_groups,
@@ -35,6 +36,7 @@ from .factors import (
 from .judge import Judge, check_judge_matches, judge_probs
 from .koopman import eig_sorted
 from .model import KoopmanAE
+from .split import motion_scores, motion_units
 
 FACTORS_FILE = "factors.json"
 
@@ -55,21 +57,25 @@ def _static_labels(data: SequenceData) -> dict[str, np.ndarray]:
 
 
 def fit_factors(model: KoopmanAE, cfg: Config, data: SequenceData, *, n_groups: int | None = None,
-                fit_batch: int = 1024, seed: int = 0, kind: str = "ica") -> FactorSet:
+                fit_batch: int = 1024, seed: int = 0, kind: str = "ica", separate_motion: bool = True) -> FactorSet:
     """Fit C on ``fit_batch`` random sequences, choose S, build the static units (``kind``: "ica"
-    or "eigen"), discover groups, and name them and group them with labels when the data has them."""
+    or "eigen"), set aside the units that carry motion (``separate_motion``, :mod:`skd.split`),
+    discover groups, and name them and group them with labels when the data has them."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data), generator=g)[: min(fit_batch, len(data))]
     z = ops.encode(model, data.batch(idx))
     basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
                           ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
     units = static_units(z, basis, kind, seed=seed)
-    free = discover_groups(z, basis, n_groups, seed=seed, units=units)
+    motion = motion_units(motion_scores(z, units, seed=seed)) if separate_motion else []
+    free = discover_groups(z, basis, n_groups, seed=seed, units=units, motion=motion)
     labels = {k: v[idx.numpy()] for k, v in _static_labels(data).items()}
+    dyn_labels = {f.name: data.labels[f.name].numpy()[idx.numpy()] for f in data.factors
+                  if f.kind == "dynamic" and f.name in data.labels}
     sup = imp = None
     if labels:
         free = name_groups(free, z, labels)
-        sup = supervised_groups(z, units, labels)
+        sup = supervised_groups(z, units, labels, dyn_labels if separate_motion else None)
         imp = supervised_importance(z, units, labels)
     return FactorSet(basis, free, sup, imp, list(labels))
 
@@ -154,14 +160,15 @@ def subset_grid(model: KoopmanAE, data: SequenceData, fs: FactorSet, pair: tuple
                 groups: FactorGroups | None = None) -> Path:
     """All 2^G - 1 non-empty subsets of groups swapped from donor j into receiver i (G ≤ 5)."""
     groups = groups or fs.free
-    if groups.n_groups > 5:
-        raise ValueError(f"{groups.n_groups} groups give too many subsets for one grid (at most 5)")
+    app = [g for g in range(groups.n_groups) if not groups.names or groups.names[g] != MOTION]
+    if len(app) > 5:
+        raise ValueError(f"{len(app)} groups give too many subsets for one grid (at most 5)")
     i, j = pair
     x = data.batch([i, j])
     z = ops.encode(model, x)
     rows, labels = [x[0], x[1]], [f"receiver #{i}", f"donor #{j}"]
     names = groups.names or [str(g) for g in range(groups.n_groups)]
-    subsets = [s for r in range(1, groups.n_groups + 1) for s in itertools.combinations(range(groups.n_groups), r)]
+    subsets = [s for r in range(1, len(app) + 1) for s in itertools.combinations(app, r)]
     zs = torch.cat([swap_groups(z[:1], z[1:], groups.projector_for(list(s))) for s in subsets])
     frames = ops.decode(model, zs)
     for s, fr in zip(subsets, frames):

@@ -18,7 +18,9 @@ the static subspace, found by whitening + FastICA, because the static eigenvalue
 model all sit at λ ≈ 1 and their eigenvectors are arbitrary mixtures; --basis eigen: the static
 eigen-components themselves, conjugate pairs kept together). Units that depend on each other
 across sequences (distance correlation) form a group (spectral clustering; the number of groups
-is chosen by the eigengap unless --n-factors is given).
+is chosen by the eigengap unless --n-factors is given). Static directions that depend on the
+sequence's dynamics (the motion leaking into λ ≈ 1, e.g. Sprites' action type) are first set
+aside as a group named "motion" (--no-motion-group turns that off).
 With labelled data the groups are also named and a supervised grouping is written beside them.
 
 Writes RUN/factors.json (the Koopman matrix used and the groups), RUN/factors/report.md,
@@ -37,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-factors", type=int, default=None, help="number of groups (default: chosen automatically)")
     p.add_argument("--basis", choices=["ica", "eigen"], default="ica",
                    help="coordinates of the static subspace to group (default: ica)")
+    p.add_argument("--no-motion-group", action="store_true",
+                   help="do not set aside the static directions that carry motion")
     p.add_argument("--fit-batch", type=int, default=1024, help="sequences used to fit C and group (default: 1024)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n_factors is not None and args.n_factors < 1:
         raise ValueError(f"--n-factors={args.n_factors} must be >= 1")
     fs = fit_factors(model, cfg, data, n_groups=args.n_factors, fit_batch=args.fit_batch, seed=args.seed,
-                     kind=args.basis)
+                     kind=args.basis, separate_motion=not args.no_motion_group)
     run_dir = Path(args.run)
     out = run_dir / "factors"
     path = save_factors(fs, run_dir, {"fit_batch": args.fit_batch, "seed": args.seed, "split": args.split, "basis": args.basis,
@@ -62,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "report.md", factors_report(fs))
     msg = f"{fs.free.n_groups} label-free groups ({args.basis} basis): " + ", ".join(
         f"{names[g]}={len(fs.free.members(g))} units" for g in range(fs.free.n_groups))
-    if fs.free.n_groups <= 5:
+    n_app = sum(1 for n in names if n != "motion")
+    if n_app <= 5:
         subset_grid(model, data, fs, pick_pairs(data, 1, seed=args.seed)[0], out / "subsets.png")
     print(msg)
-    print(f"wrote {path}, {out / 'report.md'}, {out / 'affinity.png'}" + (f", {out / 'subsets.png'}" if fs.free.n_groups <= 5 else ""))
+    print(f"wrote {path}, {out / 'report.md'}, {out / 'affinity.png'}" + (f", {out / 'subsets.png'}" if n_app <= 5 else ""))
     return 0
