@@ -9,7 +9,8 @@ resumed exactly between chunks). After each chunk the model is scored with Proto
 sampling (EVALUATION.md §2: keep the dynamics, sample the statics, judge's action head) on the
 WHOLE test split; the evaluation time is not counted as training time. Every point goes to
 OUT/ttq.jsonl; the end prints the training time at which Acc first reached 95 % and 99 %, and
-when the targets (Acc ≥ 99 %, IS ≥ --target-is) were first met together. ``--stop-at-target``
+when the targets (Acc ≥ 99 %, IS ≥ --target-is) were first met together. ``--static-split refined``
+scores the refined split of ``skd.split`` (and logs the plain eigen split beside it). ``--stop-at-target``
 ends the run there. Re-running with the same --out continues where it stopped.
 """
 from __future__ import annotations
@@ -31,12 +32,15 @@ from skd.judge import load_judge
 from skd.train import load_run, train
 
 
-def score(run: Path, judge, test, seed: int) -> dict[str, float]:
+def score(run: Path, judge, test, seed: int, split: str = "eigen") -> dict[str, float]:
     model, cfg = load_run(run)
     rep = evaluate_two_factor(model, cfg, judge, test, repeats=1, seed=seed, progress=False,
-                              only=(("A", "sample"),), sanity=False)
+                              only=(("A", "sample"),), sanity=False, split=split)
     row = rep.table["A"]["sample"]["action"]
-    return {k: row[k]["mean"] for k in ("acc", "is", "h_yx", "h_y")}
+    out = {k: row[k]["mean"] for k in ("acc", "is", "h_yx", "h_y")}
+    if split == "refined":
+        out["moved_per_batch"] = rep.static_split["moved_per_batch_mean"]
+    return out
 
 
 def first(points: list[dict], pred) -> dict | None:
@@ -53,6 +57,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=float, default=5.0, help="minutes of training between evaluations")
     ap.add_argument("--target-is", type=float, default=8.5)
     ap.add_argument("--stop-at-target", action="store_true")
+    ap.add_argument("--static-split", choices=("eigen", "refined"), default="eigen",
+                    help="static split scored (skd eval --static-split); with 'refined' the eigen split is logged too")
     ap.add_argument("--eval-threads", type=int, default=0, help="threads while evaluating (0 = as training)")
     ap.add_argument("--out", required=True, help="run folder (resumed if it exists)")
     args = ap.parse_args()
@@ -77,15 +83,18 @@ def main() -> None:
         if args.eval_threads:
             torch.set_num_threads(args.eval_threads)
         point = {"train_seconds": round(trained, 1), "step": res.step, "epoch": res.epoch,
-                 **score(out, judge, test, seed=len(points)), "eval_seconds": 0.0}
+                 **score(out, judge, test, seed=len(points), split=args.static_split), "eval_seconds": 0.0}
+        if args.static_split == "refined":
+            point.update({f"eigen_{k}": v for k, v in score(out, judge, test, seed=len(points)).items()})
         torch.set_num_threads(threads)
         point["eval_seconds"] = round(time.time() - t, 1)
         points.append(point)
         with open(log_path, "a") as f:
             f.write(json.dumps(point) + "\n")
+        extra = f"  [eigen split: Acc {100 * point['eigen_acc']:.2f} %, IS {point['eigen_is']:.3f}]" if "eigen_acc" in point else ""
         print(f"{trained / 60:6.1f} min  step {res.step:6d}  epoch {res.epoch:3d}  Acc {100 * point['acc']:6.2f} %  "
-              f"IS {point['is']:.3f}  H(y|x) {point['h_yx']:.4f}  H(y) {point['h_y']:.3f}  (eval {point['eval_seconds']:.0f} s)",
-              flush=True)
+              f"IS {point['is']:.3f}  H(y|x) {point['h_yx']:.4f}  H(y) {point['h_y']:.3f}  (eval {point['eval_seconds']:.0f} s)"
+              + extra, flush=True)
         if args.stop_at_target and point["acc"] >= 0.99 and point["is"] >= args.target_is:
             break
 
@@ -93,7 +102,7 @@ def main() -> None:
         return f"{p['train_seconds'] / 60:.1f} min (step {p['step']}, epoch {p['epoch']})" if p else "not reached"
 
     summary = {
-        "preset": args.preset, "overrides": args.overrides, "judge_sha256": sha, "points": len(points),
+        "preset": args.preset, "overrides": args.overrides, "static_split": args.static_split, "judge_sha256": sha, "points": len(points),
         "acc95": first(points, lambda p: p["acc"] >= 0.95), "acc99": first(points, lambda p: p["acc"] >= 0.99),
         "target": first(points, lambda p: p["acc"] >= 0.99 and p["is"] >= args.target_is), "best": max(points, key=lambda p: p["acc"]),
         "last": points[-1],
