@@ -9,11 +9,18 @@ from skd import ops
 from skd.split import motion_units, refine_split
 
 
-def test_motion_units_gap_rule() -> None:
+def test_motion_units_two_means_rule() -> None:
     assert motion_units(np.array([0.2, 0.65, 0.22, 0.61, 0.25])) == [1, 3]
-    assert motion_units(np.array([0.2, 0.25, 0.3, 0.28])) == []  # no gap of 0.15
+    assert motion_units(np.array([0.2, 0.25, 0.3, 0.28])) == []  # cluster means closer than 0.15
     assert motion_units(np.array([0.2, 0.3]), min_gap=0.05) == [1]
     assert motion_units(np.array([0.5])) == []
+    # no clean gap, but two clusters: the upper one moves
+    assert motion_units(np.array([0.18, 0.16, 0.22, 0.25, 0.29, 0.33, 0.41, 0.47, 0.56, 0.58])) == [6, 7, 8, 9]
+    # invariant to the order of the units
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0, 1, 9)
+    perm = rng.permutation(9)
+    assert sorted(perm[motion_units(s[perm])].tolist()) == motion_units(s)
 
 
 def action_world(n: int = 800, t: int = 8, seed: int = 0, static_action: bool = True):
