@@ -12,6 +12,15 @@ OUT/ttq.jsonl; the end prints the training time at which Acc first reached 95 % 
 when the targets (Acc ≥ 99 %, IS ≥ --target-is) were first met together. ``--static-split refined``
 scores the refined split of ``skd.split`` (and logs the plain eigen split beside it). ``--stop-at-target``
 ends the run there. Re-running with the same --out continues where it stopped.
+
+``--score-kept DIR`` trains nothing: it scores every checkpoint file in DIR (for example the
+``RUN/checkpoints/`` that ``skd train --set train.keep_every=N`` keeps) in step order, with the
+training time each checkpoint records, and writes the same log and summary to --out. One
+uninterrupted training run then gives the whole curve.
+
+    skd train --config fast32 --set data.path=data/sprites32 --set train.keep_every=500 --minutes 30 --out runs/f32
+    PYTHONPATH=src python benchmarks/time_to_quality.py --score-kept runs/f32/checkpoints --static-split refined \
+        --data data/sprites32 --judge judges/sprites32 --out runs/f32_ttq
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ from skd.train import load_run, train
 
 
 def score(run: Path, judge, test, seed: int, split: str = "eigen") -> dict[str, float]:
+    """Protocol A with sampling (one draw) of a run folder or checkpoint file."""
     model, cfg = load_run(run)
     rep = evaluate_two_factor(model, cfg, judge, test, repeats=1, seed=seed, progress=False,
                               only=(("A", "sample"),), sanity=False, split=split)
@@ -41,6 +51,38 @@ def score(run: Path, judge, test, seed: int, split: str = "eigen") -> dict[str, 
     if split == "refined":
         out["moved_per_batch"] = rep.static_split["moved_per_batch_mean"]
     return out
+
+
+def _point_line(point: dict) -> str:
+    extra = f"  [eigen split: Acc {100 * point['eigen_acc']:.2f} %, IS {point['eigen_is']:.3f}]" if "eigen_acc" in point else ""
+    return (f"{point['train_seconds'] / 60:6.1f} min  step {point['step']:6d}  epoch {point['epoch']:3d}  "
+            f"Acc {100 * point['acc']:6.2f} %  IS {point['is']:.3f}  H(y|x) {point['h_yx']:.4f}  H(y) {point['h_y']:.3f}  "
+            f"(eval {point['eval_seconds']:.0f} s)" + extra)
+
+
+def score_kept(folder: Path, judge, test, args, log_path: Path) -> list[dict]:
+    """Score every checkpoint file in ``folder`` (step order); returns the logged points."""
+    from skd.checkpoint import load_checkpoint
+
+    files = sorted(folder.glob("*.pt"))
+    if not files:
+        raise SystemExit(f"error: no checkpoint files (*.pt) in {folder}")
+    found = sorted((load_checkpoint(f, kind="koopman-ae")["step"], f) for f in files)
+    points = []
+    log_path.write_text("")
+    for i, (_, f) in enumerate(found):
+        ck = load_checkpoint(f, kind="koopman-ae")
+        t = time.time()
+        point = {"train_seconds": round(float(ck["elapsed"]), 1), "step": int(ck["step"]), "epoch": int(ck["epoch"]),
+                 "checkpoint": f.name, **score(f, judge, test, seed=i, split=args.static_split)}
+        if args.static_split == "refined":
+            point.update({f"eigen_{k}": v for k, v in score(f, judge, test, seed=i).items()})
+        point["eval_seconds"] = round(time.time() - t, 1)
+        points.append(point)
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(point) + "\n")
+        print(_point_line(point), flush=True)
+    return points
 
 
 def first(points: list[dict], pred) -> dict | None:
@@ -61,6 +103,7 @@ def main() -> None:
                     help="static split scored (skd eval --static-split); with 'refined' the eigen split is logged too")
     ap.add_argument("--eval-threads", type=int, default=0, help="threads while evaluating (0 = as training)")
     ap.add_argument("--out", required=True, help="run folder (resumed if it exists)")
+    ap.add_argument("--score-kept", metavar="DIR", help="score the checkpoint files in DIR instead of training")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -72,6 +115,10 @@ def main() -> None:
     print(f"preset {args.preset} {' '.join(args.overrides)} | judge sha256 {sha[:12]} | "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}", flush=True)
     trained = points[-1]["train_seconds"] if points else 0.0
+    if args.score_kept:
+        out.mkdir(parents=True, exist_ok=True)
+        points = score_kept(Path(args.score_kept), judge, test, args, log_path)
+        trained = float("inf")
     while trained < args.minutes * 60 - 1:
         chunk = min(args.eval_every, args.minutes - trained / 60)
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0, max_steps=0, minutes=chunk))
@@ -91,10 +138,7 @@ def main() -> None:
         points.append(point)
         with open(log_path, "a") as f:
             f.write(json.dumps(point) + "\n")
-        extra = f"  [eigen split: Acc {100 * point['eigen_acc']:.2f} %, IS {point['eigen_is']:.3f}]" if "eigen_acc" in point else ""
-        print(f"{trained / 60:6.1f} min  step {res.step:6d}  epoch {res.epoch:3d}  Acc {100 * point['acc']:6.2f} %  "
-              f"IS {point['is']:.3f}  H(y|x) {point['h_yx']:.4f}  H(y) {point['h_y']:.3f}  (eval {point['eval_seconds']:.0f} s)"
-              + extra, flush=True)
+        print(_point_line(point), flush=True)
         if args.stop_at_target and point["acc"] >= 0.99 and point["is"] >= args.target_is:
             break
 

@@ -130,3 +130,15 @@ def test_trained_ops_run_on_real_data(tmp_path, shapes) -> None:
     basis = ops.fit_basis(z, 3)
     swapped = ops.decode(res.model, ops.swap_latents(z[:8], z[8:], basis))
     assert swapped.shape == (8, 8, 3, 32, 32) and torch.isfinite(swapped).all()
+
+
+def test_keep_every_keeps_loadable_history(tmp_path, shapes) -> None:
+    from skd.checkpoint import load_checkpoint
+
+    train(tiny_config(max_steps=8, checkpoint_every=2, keep_every=4), tmp_path / "r", shapes, progress=False)
+    kept = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
+    assert kept == ["step_00000004.pt", "step_00000008.pt"]
+    ck = load_checkpoint(tmp_path / "r" / "checkpoints" / "step_00000004.pt", kind="koopman-ae")
+    assert ck["step"] == 4 and ck["elapsed"] > 0
+    with pytest.raises(ConfigError, match="keep_every=3 must be 0 or a multiple"):
+        load_config(None, ["train.keep_every=3", "train.checkpoint_every=2"])

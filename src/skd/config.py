@@ -118,6 +118,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     checkpoint_every: int = 500  # steps; a checkpoint is also written at the end
+    keep_every: int = 0  # steps; also keep RUN/checkpoints/step_N.pt at multiples of this (0 = off)
     log_every: int = 10  # steps between metrics.jsonl lines
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 0  # torch CPU threads, 0 = torch default
@@ -140,6 +141,9 @@ class TrainConfig:
             raise ConfigError("train.epochs, train.max_steps and train.minutes must be >= 0")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.max_bad_steps < 1:
             raise ConfigError("train.checkpoint_every, log_every and max_bad_steps must be >= 1")
+        if self.keep_every < 0 or (self.keep_every and self.keep_every % self.checkpoint_every):
+            raise ConfigError(f"train.keep_every={self.keep_every} must be 0 or a multiple of "
+                              f"train.checkpoint_every={self.checkpoint_every}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
         if self.memory_format not in MEMORY_FORMATS:

@@ -23,6 +23,8 @@ import dataclasses
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +110,10 @@ def build_model(cfg: Config) -> KoopmanAE:
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[KoopmanAE, Config]:
-    """The trained model (eval mode) and config of a run folder."""
+    """The trained model (eval mode) and config of a run folder (or of one checkpoint file)."""
     run_dir = Path(run_dir)
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt", kind=CKPT_KIND, map_location=device)
+    path = run_dir if run_dir.is_file() else run_dir / "checkpoint.pt"
+    ckpt = load_checkpoint(path, kind=CKPT_KIND, map_location=device)
     cfg = config_from_dict(ckpt["config"])
     model = build_model(cfg).to(device)
     model.load_state_dict(ckpt["model"])
@@ -278,6 +281,12 @@ def train(
         if world.is_main:
             state = _state(model, opt, step, epoch, pos, bad_total, elapsed0 + time.time() - t0)
             save_checkpoint(ckpt_path, kind=CKPT_KIND, config=cfg.to_dict(), state={**state, **rng})
+            if tc.keep_every and step % tc.keep_every == 0:  # history for time-to-quality curves
+                keep_dir = run_dir / "checkpoints"
+                keep_dir.mkdir(exist_ok=True)
+                tmp = keep_dir / f".step_{step:08d}.pt.tmp"
+                shutil.copyfile(ckpt_path, tmp)
+                os.replace(tmp, keep_dir / f"step_{step:08d}.pt")
         D.barrier(device)  # nobody moves on before the checkpoint is in place
 
     net: torch.nn.Module = model
