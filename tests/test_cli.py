@@ -55,6 +55,9 @@ def test_train_resume_swap_round_trip(tmp_path, capsys) -> None:
     assert json.loads((run / "result.json").read_text())["step"] == 5
     assert main(["swap", "-q", "--run", str(run), "--pairs", "0:1,2:3", "--fit-batch", "16"]) == 0
     assert (run / "swaps" / "swap.png").exists() and (run / "swaps" / "swap.gif").exists()
+    assert main(["swap", "-q", "--run", str(run), "--pairs", "0:1", "--fit-batch", "32", "--static-split", "refined",
+                 "--out", str(tmp_path / "ref")]) == 0
+    assert json.loads((tmp_path / "ref" / "swap.json").read_text())["static_split"] == "refined"
     capsys.readouterr()
     assert main(["train", "-q", "--resume", str(run), "--set", "model.k=4"]) == 2
     assert "cannot change model.k" in _one_error_line(capsys)

@@ -28,14 +28,22 @@ class SwapResult:
 
 
 def fit_reference_basis(
-    model: KoopmanAE, data: SequenceData, cfg: Config, *, fit_batch: int = 256, seed: int = 0
+    model: KoopmanAE, data: SequenceData, cfg: Config, *, fit_batch: int = 256, seed: int = 0, split: str = "eigen"
 ) -> ops.KoopmanBasis:
-    """C fitted on ``fit_batch`` random sequences of ``data`` (C depends on its batch)."""
+    """C fitted on ``fit_batch`` random sequences of ``data`` (C depends on its batch).
+
+    ``split="refined"``: the appearance-only static split of :mod:`skd.split` on the same batch.
+    """
+    from .split import SPLITS, refine_split
+
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} must be one of {', '.join(SPLITS)}")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data), generator=g)[: min(fit_batch, len(data))]
     z = ops.encode(model, data.batch(idx))
-    return ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
-                         ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+    basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
+                          ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+    return refine_split(z, basis, seed=seed).basis if split == "refined" else basis
 
 
 def pick_pairs(data: SequenceData, n: int, *, seed: int = 0) -> list[tuple[int, int]]:

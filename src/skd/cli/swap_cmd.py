@@ -18,6 +18,7 @@ DESCRIPTION = """Decode each sequence's motion with another sequence's appearanc
 examples:
   skd swap --run demo_out/run                    # 4 pairs from the run's own test data
   skd swap --run runs/mine --pairs 0:5,12:3      # chosen pairs (indices into the split)
+  skd swap --run runs/sprites --static-split refined   # motion-carrying static directions stay with the motion
   skd swap --run runs/mine --data other.npz --out swaps/
   skd swap --run runs/sprites --factors hair,top --pairs 3:17   # only those factor groups (after `skd factors`)
   skd swap --run runs/fsdd --pairs 3:120          # speech: utterance indices; writes WAVs + PNGs
@@ -40,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factors", metavar="NAMES", help="swap only these static factor groups from B into A, e.g. hair,top "
                    "(names or group numbers from `skd factors`)")
     p.add_argument("--supervised", action="store_true", help="with --factors: use the supervised groups")
+    p.add_argument("--static-split", choices=["eigen", "refined"], default="eigen",
+                   help="static part: the eigen split of Eq. 5 (default) or 'refined' (static directions that "
+                        "depend on the dynamics stay with the motion; docs/MULTIFACTOR.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     pairs = parse_pairs(args.pairs, len(data)) if args.pairs else pick_pairs(data, args.n_pairs, seed=args.seed)
     if args.factors:
         return _swap_factors(args, model, data, pairs, out)
-    basis = fit_reference_basis(model, data, cfg, fit_batch=args.fit_batch, seed=args.seed)
+    basis = fit_reference_basis(model, data, cfg, fit_batch=args.fit_batch, seed=args.seed, split=args.static_split)
     res = write_swaps(model, data, basis, pairs, out)
     atomic_write_text(out / "swap.json", json.dumps({"run": str(args.run), "pairs": res.pairs, "fit_batch": args.fit_batch,
-                                                     "seed": args.seed, "static": int(basis.static.sum())}, indent=2) + "\n")
+                                                     "seed": args.seed, "static": int(basis.static.sum()),
+                                                     "static_split": args.static_split}, indent=2) + "\n")
     print(f"wrote {res.grid}, {res.gif} and {res.eigen_plot}")
     return 0
 
