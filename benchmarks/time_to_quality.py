@@ -41,14 +41,18 @@ from skd.judge import load_judge
 from skd.train import load_run, train
 
 
-def score(run: Path, judge, test, seed: int, split: str = "eigen") -> dict[str, float]:
-    """Protocol A with sampling (one draw) of a run folder or checkpoint file."""
+def score(run: Path, judge, test, seed: int, split: str = "eigen", fit_data=None, fit_batch: int = 0) -> dict[str, float]:
+    """Protocol A with sampling (one draw) of a run folder or checkpoint file; with ``fit_data``,
+    one C (and split) fitted on ``fit_batch`` of its sequences (0 = all) instead of one per test batch."""
+    from skd.showcase import fit_reference_basis
+
     model, cfg = load_run(run)
+    basis = None if fit_data is None else fit_reference_basis(model, fit_data, cfg, fit_batch=fit_batch, seed=seed, split=split)
     rep = evaluate_two_factor(model, cfg, judge, test, repeats=1, seed=seed, progress=False,
-                              only=(("A", "sample"),), sanity=False, split=split)
+                              only=(("A", "sample"),), sanity=False, split=split, basis=basis)
     row = rep.table["A"]["sample"]["action"]
     out = {k: row[k]["mean"] for k in ("acc", "is", "h_yx", "h_y")}
-    if split == "refined":
+    if "moved_per_batch_mean" in rep.static_split:
         out["moved_per_batch"] = rep.static_split["moved_per_batch_mean"]
     return out
 
@@ -60,7 +64,7 @@ def _point_line(point: dict) -> str:
             f"(eval {point['eval_seconds']:.0f} s)" + extra)
 
 
-def score_kept(folder: Path, judge, test, args, log_path: Path) -> list[dict]:
+def score_kept(folder: Path, judge, test, args, log_path: Path, fit=None) -> list[dict]:
     """Score every checkpoint file in ``folder`` (step order); returns the logged points."""
     from skd.checkpoint import load_checkpoint
 
@@ -74,9 +78,9 @@ def score_kept(folder: Path, judge, test, args, log_path: Path) -> list[dict]:
         ck = load_checkpoint(f, kind="koopman-ae")
         t = time.time()
         point = {"train_seconds": round(float(ck["elapsed"]), 1), "step": int(ck["step"]), "epoch": int(ck["epoch"]),
-                 "checkpoint": f.name, **score(f, judge, test, seed=i, split=args.static_split)}
+                 "checkpoint": f.name, **score(f, judge, test, seed=i, split=args.static_split, **fit)}
         if args.static_split == "refined":
-            point.update({f"eigen_{k}": v for k, v in score(f, judge, test, seed=i).items()})
+            point.update({f"eigen_{k}": v for k, v in score(f, judge, test, seed=i, **fit).items()})
         point["eval_seconds"] = round(time.time() - t, 1)
         points.append(point)
         with open(log_path, "a") as fh:
@@ -104,12 +108,16 @@ def main() -> None:
     ap.add_argument("--eval-threads", type=int, default=0, help="threads while evaluating (0 = as training)")
     ap.add_argument("--out", required=True, help="run folder (resumed if it exists)")
     ap.add_argument("--score-kept", metavar="DIR", help="score the checkpoint files in DIR instead of training")
+    ap.add_argument("--fit-on", choices=("batch", "train"), default="batch",
+                    help="refit C per test batch of 256 (default) or fit one C on --fit-batch training sequences")
+    ap.add_argument("--fit-batch", type=int, default=2048, help="--fit-on train: training sequences (0 = all)")
     args = ap.parse_args()
 
     out = Path(args.out)
     cfg = load_config(args.preset, [*args.overrides, f'data.path="{args.data}"'])
     train_data, test = load_dataset(cfg.data)
     judge, sha = load_judge(args.judge)
+    fit = {"fit_data": train_data, "fit_batch": args.fit_batch} if args.fit_on == "train" else {}
     log_path = out / "ttq.jsonl"
     points = [json.loads(s) for s in log_path.read_text().splitlines()] if log_path.exists() else []
     print(f"preset {args.preset} {' '.join(args.overrides)} | judge sha256 {sha[:12]} | "
@@ -117,7 +125,7 @@ def main() -> None:
     trained = points[-1]["train_seconds"] if points else 0.0
     if args.score_kept:
         out.mkdir(parents=True, exist_ok=True)
-        points = score_kept(Path(args.score_kept), judge, test, args, log_path)
+        points = score_kept(Path(args.score_kept), judge, test, args, log_path, fit)
         trained = float("inf")
     while trained < args.minutes * 60 - 1:
         chunk = min(args.eval_every, args.minutes - trained / 60)
@@ -130,9 +138,9 @@ def main() -> None:
         if args.eval_threads:
             torch.set_num_threads(args.eval_threads)
         point = {"train_seconds": round(trained, 1), "step": res.step, "epoch": res.epoch,
-                 **score(out, judge, test, seed=len(points), split=args.static_split), "eval_seconds": 0.0}
+                 **score(out, judge, test, seed=len(points), split=args.static_split, **fit), "eval_seconds": 0.0}
         if args.static_split == "refined":
-            point.update({f"eigen_{k}": v for k, v in score(out, judge, test, seed=len(points)).items()})
+            point.update({f"eigen_{k}": v for k, v in score(out, judge, test, seed=len(points), **fit).items()})
         torch.set_num_threads(threads)
         point["eval_seconds"] = round(time.time() - t, 1)
         points.append(point)
@@ -146,7 +154,7 @@ def main() -> None:
         return f"{p['train_seconds'] / 60:.1f} min (step {p['step']}, epoch {p['epoch']})" if p else "not reached"
 
     summary = {
-        "preset": args.preset, "overrides": args.overrides, "static_split": args.static_split, "judge_sha256": sha, "points": len(points),
+        "preset": args.preset, "overrides": args.overrides, "static_split": args.static_split, "fit_on": args.fit_on, "fit_batch": args.fit_batch if args.fit_on == "train" else None, "judge_sha256": sha, "points": len(points),
         "acc95": first(points, lambda p: p["acc"] >= 0.95), "acc99": first(points, lambda p: p["acc"] >= 0.99),
         "target": first(points, lambda p: p["acc"] >= 0.99 and p["is"] >= args.target_is), "best": max(points, key=lambda p: p["acc"]),
         "last": points[-1],

@@ -70,6 +70,30 @@ def test_evaluation_covers_every_sequence_and_both_protocols(tiny_world) -> None
             assert np.trace(cm) / cm.sum() == pytest.approx(m["acc"]["mean"])
 
 
+def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
+    """A fixed basis fitted on exactly the evaluation batch reproduces the per-batch refit, draw for
+    draw; a basis fitted elsewhere changes the result, and is recorded in the report."""
+    from skd import ops
+    from skd.showcase import fit_reference_basis
+
+    _, run, jr, te = tiny_world
+    cfg = run.config
+    only = (("A", "sample"), ("B", "swap"))
+    refit = evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=2, batch_size=len(te), progress=False, only=only)
+    z = ops.encode(run.model, te.batch(torch.arange(len(te))))
+    same = ops.fit_basis(z, cfg.loss.static_size, cfg.loss.static_criterion, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+    fixed = evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=2, batch_size=len(te), progress=False, only=only,
+                                basis=same, basis_note="the test split")
+    assert fixed.table == refit.table and fixed.confusion == refit.confusion
+    assert refit.static_split["fit"] == "per batch" and fixed.static_split["fit"] == "the test split"
+    assert "fitted on the test split" in markdown_table(fixed)
+    tr = load_dataset(cfg.data)[0]
+    other = fit_reference_basis(run.model, tr, cfg, fit_batch=0, seed=0)
+    assert not torch.allclose(other.C, same.C)
+    with pytest.raises(ValueError, match="refined split"):
+        evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=1, progress=False, split="refined", basis=other)
+
+
 def test_batches_never_drop_sequences() -> None:
     for n, b in [(16, 6), (2664, 256), (10, 3), (257, 256)]:
         spans = _batches(n, b)
@@ -103,7 +127,16 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["static_split"]["kind"] == "refined" and rep["static_split"]["moved_per_batch_min"] >= 0
     assert 0 <= rep["table"]["A"]["sample"]["motion"]["acc"]["mean"] <= 1
+    # one C (and refined split) fitted on training sequences, used for every test batch
+    assert main(["eval", "-q", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--repeats", "1",
+                 "--batch-size", "8", "--protocols", "A:sample", "--static-split", "refined", "--fit-on", "train",
+                 "--fit-batch", "40", "--out", str(tmp_path / "t.json")]) == 0
+    rep = json.loads((tmp_path / "t.json").read_text())
+    assert rep["static_split"] == {"kind": "refined", "fit": "40 training sequences"}
     capsys.readouterr()
+    assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--fit-on", "train",
+                 "--fit-batch", "1"]) == 2
+    assert "--fit-batch=1" in capsys.readouterr().err
     assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--protocols", "C"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--protocols item 'C'" in err[0]

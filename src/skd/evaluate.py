@@ -68,12 +68,17 @@ def manipulate(z: torch.Tensor, basis: ops.KoopmanBasis, keep: str, how: str, g:
 def evaluate_two_factor(
     model: KoopmanAE, cfg: Config, judge: Judge, data: SequenceData, *, repeats: int = 5, batch_size: int = 256,
     seed: int = 0, progress: bool = True, only: tuple[tuple[str, str], ...] | None = None, sanity: bool = True,
-    split: str = "eigen",
+    split: str = "eigen", basis: ops.KoopmanBasis | None = None, basis_note: str = "",
 ) -> EvalReport:
     """Protocols A and B with sampling and swapping, mean ± std over ``repeats`` fresh draws.
 
     ``only``: a subset of (protocol, manipulation) pairs, e.g. ``(("A", "sample"),)``;
     ``sanity=False`` skips the reconstruction sanity line (both for quick checks during training).
+    ``basis``: one fixed Koopman basis (C of Eq. 3 and its static split, ``split`` names which)
+    used for every batch, e.g. fitted on training sequences by
+    :func:`skd.showcase.fit_reference_basis`; by default C is refitted on every test batch of
+    ``batch_size`` sequences, as in the reference code. ``basis_note`` describes a fixed basis
+    in the report (e.g. "2048 training sequences").
     """
     check_judge_matches(judge, data)
     if repeats < 1:
@@ -84,6 +89,9 @@ def evaluate_two_factor(
 
     if split not in SPLITS:
         raise ValueError(f"split={split!r} must be one of {', '.join(SPLITS)}")
+    if basis is not None and split == "refined" and basis.split is None:
+        raise ValueError("split='refined' with a fixed basis needs a basis with a refined split (fit_reference_basis(split='refined'))")
+    fixed = basis
     heads = {f.name: f.kind for f in judge.factors}
     spans = _batches(len(data), batch_size)
     g = torch.Generator().manual_seed(seed)
@@ -97,12 +105,15 @@ def evaluate_two_factor(
         for a, b in spans:
             x = data.batch(torch.arange(a, b))
             z = ops.encode(model, x)
-            basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
-                                  ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
-            if split == "refined":
-                refined = refine_split(z, basis, seed=seed)
-                basis = refined.basis
-                moved.append(len(refined.motion))
+            if fixed is not None:
+                basis_b = fixed
+            else:
+                basis_b = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
+                                        ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+                if split == "refined":
+                    refined = refine_split(z, basis_b, seed=seed)
+                    basis_b = refined.basis
+                    moved.append(len(refined.motion))
             if r == 0 and sanity:
                 rec = ops.decode(model, z)
                 mse_sum += float(((rec - x) ** 2).sum())
@@ -112,7 +123,7 @@ def evaluate_two_factor(
                 for how in MANIPULATIONS:
                     if only is not None and (proto, how) not in only:
                         continue
-                    frames = ops.decode(model, manipulate(z, basis, keep, how, g))
+                    frames = ops.decode(model, manipulate(z, basis_b, keep, how, g))
                     probs.setdefault((proto, how), []).append(judge_probs(judge, frames))
             bar.update(1)
         for key, chunks in probs.items():
@@ -139,9 +150,10 @@ def evaluate_two_factor(
         cms.setdefault(proto, {}).setdefault(how, {})[name] = cm.tolist()
     names = {f.name: list(f.values) for f in judge.factors if f.name in heads}
     labels = {name: data.labels[name].numpy() for name in heads}
-    split_info = {"kind": split} if split == "eigen" else {
-        "kind": split, "moved_per_batch_mean": float(np.mean(moved)), "moved_per_batch_min": int(min(moved)),
-        "moved_per_batch_max": int(max(moved))}
+    split_info: dict = {"kind": split, "fit": "per batch" if fixed is None else (basis_note or "fixed basis")}
+    if split == "refined" and fixed is None:
+        split_info.update(moved_per_batch_mean=float(np.mean(moved)), moved_per_batch_min=int(min(moved)),
+                          moved_per_batch_max=int(max(moved)))
     if not sanity:
         return EvalReport(table, {}, repeats, batch_size, len(data), cms, names, split_info)
     sanity = {
@@ -171,7 +183,7 @@ def markdown_table(report: EvalReport) -> str:
     if confused:
         lines += ["", "Most frequent confusions (true → judged, counts over all repeats):", *[f"- {c}" for c in confused]]
     sp = report.static_split
-    if sp.get("kind") == "refined":
+    if sp.get("kind") == "refined" and "moved_per_batch_mean" in sp:
         lines += ["", f"Static split: refined (ICA directions of the static subspace that depend on the dynamics kept with "
                   f"the dynamics; {sp['moved_per_batch_mean']:.1f} moved per batch, {sp['moved_per_batch_min']}–"
                   f"{sp['moved_per_batch_max']})."]
@@ -181,6 +193,9 @@ def markdown_table(report: EvalReport) -> str:
     lines += ["", f"Sanity: reconstruction MSE {s['reconstruction_mse']:.5f}; judge accuracy on reconstructions "
               + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["judge_acc_on_reconstructions"].items())
               + "; on originals " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["judge_acc_on_originals"].items()),
-              f"({report.n} test sequences, {report.repeats} repeats, C refitted per batch of {report.batch_size}.)"]
+              f"({report.n} test sequences, {report.repeats} repeats, " + (
+                  f"C refitted per batch of {report.batch_size}.)" if sp.get("fit", "per batch") == "per batch"
+                  else f"one C{' and refined split' if sp.get('kind') == 'refined' else ''} fitted on {sp['fit']}, "
+                       f"batches of {report.batch_size}.)")]
     return "\n".join(lines)
 

@@ -30,7 +30,8 @@ class SwapResult:
 def fit_reference_basis(
     model: KoopmanAE, data: SequenceData, cfg: Config, *, fit_batch: int = 256, seed: int = 0, split: str = "eigen"
 ) -> ops.KoopmanBasis:
-    """C fitted on ``fit_batch`` random sequences of ``data`` (C depends on its batch).
+    """C fitted on ``fit_batch`` random sequences of ``data`` (C depends on its batch); ``fit_batch``
+    <= 0 or larger than ``data`` takes all of it. Frames are loaded and encoded 256 at a time.
 
     ``split="refined"``: the appearance-only static split of :mod:`skd.split` on the same batch.
     """
@@ -39,8 +40,9 @@ def fit_reference_basis(
     if split not in SPLITS:
         raise ValueError(f"split={split!r} must be one of {', '.join(SPLITS)}")
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data), generator=g)[: min(fit_batch, len(data))]
-    z = ops.encode(model, data.batch(idx))
+    n = len(data) if fit_batch <= 0 else min(fit_batch, len(data))
+    idx = torch.randperm(len(data), generator=g)[:n]
+    z = torch.cat([ops.encode(model, data.batch(idx[i : i + 256])) for i in range(0, len(idx), 256)])  # (n, T, k)
     basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
                           ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
     return refine_split(z, basis, seed=seed).basis if split == "refined" else basis

@@ -31,13 +31,15 @@ modes (the default is the judge-based two-factor evaluation):
 examples:
   skd eval --run runs/sprites --judge judges/sprites --data data/sprites
   skd eval --run runs/sprites --judge judges/sprites --static-split refined
+  skd eval --run runs/sprites --judge judges/sprites --static-split refined --fit-on train --fit-batch 2048
   skd eval --multifactor --run runs/sprites --judge judges/sprites
   skd eval --audio --run runs/fsdd
   skd eval --factors --run runs/oscillators
 
 --audio/--factors fit C on the whole training split (or on --fit-batch random training
 sequences); the judge modes refit C on every --batch-size test batch (multifactor: the C stored
-by `skd factors`). Results are printed and written to RUN/eval_<mode>.json (or --out); judge
+by `skd factors`), or, with --fit-on train, fit one C on --fit-batch training sequences and use
+it for every test sequence (no test data shapes the operator). Results are printed and written to RUN/eval_<mode>.json (or --out); judge
 modes also write a markdown table beside it."""
 
 
@@ -56,12 +58,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--static-split", choices=("eigen", "refined"), default="eigen",
                    help="judge mode: static part = the eigen split of Eq. 5 (default) or 'refined': ICA "
                         "directions of the static subspace that depend on the dynamics stay with the dynamics")
+    p.add_argument("--fit-on", choices=("batch", "train"), default="batch",
+                   help="judge mode: refit C on every --batch-size test batch (default, as the reference code) or "
+                        "fit one C (and split) on --fit-batch training sequences and use it for the whole test split")
     p.add_argument("--limit", type=int, default=0, metavar="N",
                    help="judge modes: only the first N test sequences (a quick look; the protocol uses all)")
     p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
     p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
     p.add_argument("--fit-batch", type=int, default=0,
-                   help="--audio/--factors: random training sequences used to fit C (default: 0 = all of them)")
+                   help="--audio/--factors/--fit-on train: random training sequences used to fit C (default: 0 = all of them)")
     p.add_argument("--seed", type=int, default=0, help="seed for the fit batch (default: 0)")
     p.add_argument("--coords", choices=("latent", "eigen"), default="latent",
                    help="embedding coordinates: latent-space projections (default) or eigen-coordinates")
@@ -138,7 +143,7 @@ def _judge_data(args: argparse.Namespace):
     judge, sha = load_judge(args.judge)
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)
-    return model, cfg, judge, sha, (test if test is not None else train), data_cfg, test is not None
+    return model, cfg, judge, sha, (test if test is not None else train), data_cfg, test is not None, train
 
 
 def _markdown_beside(args: argparse.Namespace, table: str) -> None:
@@ -172,14 +177,23 @@ def parse_protocols(text: str) -> tuple[tuple[str, str], ...]:
 def run_judge(args: argparse.Namespace) -> dict[str, Any]:
     from ..evaluate import evaluate_two_factor, markdown_table
 
-    model, cfg, judge, sha, data, data_cfg, has_test = _judge_data(args)
+    model, cfg, judge, sha, data, data_cfg, has_test, train = _judge_data(args)
     data = _limited(data, args.limit)
     if args.batch_size < 3:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
     only = parse_protocols(args.protocols)
+    basis, note = None, ""
+    if getattr(args, "fit_on", "batch") == "train":
+        from ..showcase import fit_reference_basis
+
+        if args.fit_batch == 1 or args.fit_batch < 0:
+            raise ValueError(f"--fit-batch={args.fit_batch} must be 0 (all training sequences) or >= 2")
+        basis = fit_reference_basis(model, train, cfg, fit_batch=args.fit_batch, seed=args.seed, split=args.static_split)
+        n_fit = len(train) if args.fit_batch <= 0 else min(args.fit_batch, len(train))
+        note = f"{n_fit} training sequences"
     report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
                                  seed=args.seed, progress=not getattr(args, "quiet", False), only=only,
-                                 split=args.static_split)
+                                 split=args.static_split, basis=basis, basis_note=note)
     table = markdown_table(report)
     print(table)
     print(f"judge sha256: {sha}")
@@ -191,7 +205,7 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
 def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown
 
-    model, cfg, judge, sha, data, data_cfg, _ = _judge_data(args)
+    model, cfg, judge, sha, data, data_cfg, _, _ = _judge_data(args)
     data = _limited(data, args.limit)
     fs = load_factors(args.run)
     results, parts = {}, []
