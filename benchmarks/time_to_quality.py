@@ -52,6 +52,8 @@ def score(run: Path, judge, test, seed: int, split: str = "eigen", fit_data=None
                               only=(("A", "sample"),), sanity=False, split=split, basis=basis)
     row = rep.table["A"]["sample"]["action"]
     out = {k: row[k]["mean"] for k in ("acc", "is", "h_yx", "h_y")}
+    out["static_dims"] = rep.static_split["static_dims_max"]
+    out["statics_unchanged"] = {h: m["mean"] for h, m in rep.unchanged["A"]["sample"].items()}
     if "moved_per_batch_mean" in rep.static_split:
         out["moved_per_batch"] = rep.static_split["moved_per_batch_mean"]
     return out

@@ -62,6 +62,8 @@ def test_evaluation_covers_every_sequence_and_both_protocols(tiny_world) -> None
             for m in heads.values():
                 assert 0 <= m["acc"]["mean"] <= 1 and m["is"]["mean"] >= 1 - 1e-9
     assert "| A | sample | motion |" in markdown_table(rep)
+    assert set(rep.unchanged["B"]["swap"]) == {"motion"} and "A/sample: shape" in markdown_table(rep)
+    assert all(0 <= m["mean"] <= 1 for p in rep.unchanged.values() for h in p.values() for m in h.values())
     for proto, manip in (("A", "sample"), ("B", "swap")):
         for head, m in rep.table[proto][manip].items():
             cm = np.array(rep.confusion[proto][manip][head])  # counts over both repeats
@@ -92,6 +94,29 @@ def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
     assert not torch.allclose(other.C, same.C)
     with pytest.raises(ValueError, match="refined split"):
         evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=1, progress=False, split="refined", basis=other)
+
+
+def test_unchanged_rate_exposes_a_split_that_replaces_nothing(tiny_world) -> None:
+    """With an empty static part, Protocol A 'replaces' nothing: every replaced static head then
+    reads exactly what it reads on plain reconstructions, and the static part has 0 dimensions."""
+    import dataclasses
+
+    from skd import ops
+
+    _, run, jr, te = tiny_world
+    cfg = run.config
+    z = ops.encode(run.model, te.batch(torch.arange(len(te))))
+    basis = ops.fit_basis(z, cfg.loss.static_size, cfg.loss.static_criterion, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+    empty = dataclasses.replace(basis, split=torch.zeros(z.shape[-1], z.shape[-1], dtype=torch.float64))
+    assert empty.static_dims == 0 and basis.static_dims == int(basis.static.sum())
+    rep = evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=1, batch_size=len(te), progress=False,
+                              only=(("A", "sample"),), basis=empty)
+    on_rec = rep.sanity["judge_acc_on_reconstructions"]
+    assert set(rep.unchanged["A"]["sample"]) == {"shape", "color", "size", "background"}
+    for head, m in rep.unchanged["A"]["sample"].items():
+        assert m["mean"] == pytest.approx(on_rec[head])
+    assert rep.static_split["static_dims_min"] == rep.static_split["static_dims_max"] == 0
+    assert "Static part: 0 of the k latent dimensions" in markdown_table(rep)
 
 
 def test_batches_never_drop_sequences() -> None:
@@ -132,7 +157,7 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
                  "--batch-size", "8", "--protocols", "A:sample", "--static-split", "refined", "--fit-on", "train",
                  "--fit-batch", "40", "--out", str(tmp_path / "t.json")]) == 0
     rep = json.loads((tmp_path / "t.json").read_text())
-    assert rep["static_split"] == {"kind": "refined", "fit": "40 training sequences"}
+    assert rep["static_split"]["kind"] == "refined" and rep["static_split"]["fit"] == "40 training sequences"
     capsys.readouterr()
     assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--fit-on", "train",
                  "--fit-batch", "1"]) == 2

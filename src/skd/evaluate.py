@@ -43,6 +43,10 @@ class EvalReport:
     confusion: dict = field(default_factory=dict)
     class_names: dict = field(default_factory=dict)  # head -> class names (empty when unnamed)
     static_split: dict = field(default_factory=lambda: {"kind": "eigen"})  # split used; refined: directions moved per batch
+    # protocol -> manipulation -> replaced head -> {"mean", "std"}: fraction of manipulated samples
+    # whose REPLACED factor the judge still reads as the original's (≈ chance when it was really
+    # replaced; near 1 when the "replaced" part did not carry that factor, e.g. a degenerate split)
+    unchanged: dict = field(default_factory=dict)
 
 
 def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -99,6 +103,8 @@ def evaluate_two_factor(
     confusion: dict[tuple[str, str, str], np.ndarray] = {}
     mse_sum, rec_probs, orig_probs = 0.0, [], []
     moved: list[int] = []  # directions moved to the dynamic side per batch (split="refined")
+    dims: list[int] = []  # dimension of the static part per batch
+    kept_rate: dict[tuple[str, str, str], list[float]] = {}  # replaced heads still reading the original label
     bar = tqdm(total=repeats * len(spans), disable=not progress, desc="eval", dynamic_ncols=True)
     for r in range(repeats):
         probs: dict[tuple[str, str], list[dict[str, torch.Tensor]]] = {}
@@ -114,6 +120,7 @@ def evaluate_two_factor(
                     refined = refine_split(z, basis_b, seed=seed)
                     basis_b = refined.basis
                     moved.append(len(refined.motion))
+            dims.append(basis_b.static_dims)
             if r == 0 and sanity:
                 rec = ops.decode(model, z)
                 mse_sum += float(((rec - x) ** 2).sum())
@@ -130,7 +137,9 @@ def evaluate_two_factor(
             keep = PROTOCOLS[key[0]]
             scores = {}
             for name, kind in heads.items():
-                if kind != keep:
+                if kind != keep:  # a replaced factor: how often does the judge still read the original?
+                    own = torch.cat([c[name] for c in chunks]).argmax(-1).numpy() == data.labels[name].numpy()
+                    kept_rate.setdefault((*key, name), []).append(float(own.mean()))
                     continue
                 p = torch.cat([c[name] for c in chunks]).numpy()
                 scores[name] = judge_scores(p, data.labels[name].numpy())
@@ -145,23 +154,27 @@ def evaluate_two_factor(
                 vals = np.array([rep[name][metric] for rep in reps], dtype=np.float64)
                 table.setdefault(proto, {}).setdefault(how, {}).setdefault(name, {})[metric] = {
                     "mean": float(vals.mean()), "std": float(vals.std())}
+    unchanged: dict = {}
+    for (proto, how, name), vals in kept_rate.items():
+        unchanged.setdefault(proto, {}).setdefault(how, {})[name] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
     cms: dict = {}
     for (proto, how, name), cm in confusion.items():
         cms.setdefault(proto, {}).setdefault(how, {})[name] = cm.tolist()
     names = {f.name: list(f.values) for f in judge.factors if f.name in heads}
     labels = {name: data.labels[name].numpy() for name in heads}
-    split_info: dict = {"kind": split, "fit": "per batch" if fixed is None else (basis_note or "fixed basis")}
+    split_info: dict = {"kind": split, "fit": "per batch" if fixed is None else (basis_note or "fixed basis"),
+                        "static_dims_min": int(min(dims)), "static_dims_max": int(max(dims))}
     if split == "refined" and fixed is None:
         split_info.update(moved_per_batch_mean=float(np.mean(moved)), moved_per_batch_min=int(min(moved)),
                           moved_per_batch_max=int(max(moved)))
     if not sanity:
-        return EvalReport(table, {}, repeats, batch_size, len(data), cms, names, split_info)
+        return EvalReport(table, {}, repeats, batch_size, len(data), cms, names, split_info, unchanged)
     sanity = {
         "reconstruction_mse": mse_sum / float(data.x.numel()),
         "judge_acc_on_reconstructions": {n: float((torch.cat([c[n] for c in rec_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
         "judge_acc_on_originals": {n: float((torch.cat([c[n] for c in orig_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
     }
-    return EvalReport(table, sanity, repeats, batch_size, len(data), cms, names, split_info)
+    return EvalReport(table, sanity, repeats, batch_size, len(data), cms, names, split_info, unchanged)
 
 
 def markdown_table(report: EvalReport) -> str:
@@ -187,6 +200,17 @@ def markdown_table(report: EvalReport) -> str:
         lines += ["", f"Static split: refined (ICA directions of the static subspace that depend on the dynamics kept with "
                   f"the dynamics; {sp['moved_per_batch_mean']:.1f} moved per batch, {sp['moved_per_batch_min']}–"
                   f"{sp['moved_per_batch_max']})."]
+    if report.unchanged:
+        lines += ["", "Replaced factors still judged as the original's (lower = really replaced; a swap keeps a "
+                  "factor by chance when the donor shares it, ≈ 1/number of values):"]
+        for proto in sorted(report.unchanged):
+            for how in MANIPULATIONS:
+                row = report.unchanged[proto].get(how, {})
+                if row:
+                    lines.append(f"- {proto}/{how}: " + ", ".join(f"{h} {100 * m['mean']:.1f} %" for h, m in row.items()))
+    if "static_dims_min" in sp:
+        a, b = sp["static_dims_min"], sp["static_dims_max"]
+        lines += ["", f"Static part: {a if a == b else f'{a}–{b}'} of the k latent dimensions."]
     s = report.sanity
     if not s:
         return "\n".join(lines)

@@ -32,6 +32,13 @@ class KoopmanBasis:
     def dynamic(self) -> torch.Tensor:
         return ~self.static
 
+    @property
+    def static_dims(self) -> int:
+        """Dimension of the static part: the eigen mask's size, or the rank (= trace) of the split projector."""
+        if self.split is None:
+            return int(self.static.sum())
+        return int(round(float(torch.trace(self.split.to(torch.float64)))))
+
     def project(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Part of z (..., k) in the eigen-subspace ``mask``, real (..., k)."""
         return project(z, self.eig, mask)
