@@ -177,6 +177,12 @@ def test_parse_protocols() -> None:
             parse_protocols(bad)
 
 
+def _partition(d: dict) -> dict:
+    """{name: sorted unit positions} of a group entry of factors.json."""
+    names = d["names"] or [str(g) for g in range(d["n_groups"])]
+    return {n: sorted(u for u, lab in enumerate(d["labels"]) if lab == g) for g, n in enumerate(names)}
+
+
 def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> None:
     root, _, _, _ = tiny_world
     run = str(root / "run")
@@ -191,6 +197,11 @@ def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> Non
                  "--out", str(tmp_path / "mf.json")]) == 0
     res = json.loads((tmp_path / "mf.json").read_text())
     assert "label-free" in res and "supervised" in res
+    free, sup = (_partition(fj[k]) for k in ("free", "supervised"))
+    if free == sup:  # the same partition under the same names is scored once and marked
+        assert res["supervised"]["same_as"] == "label-free" and res["supervised"]["matrix"] == res["label-free"]["matrix"]
+    else:
+        assert "same_as" not in res["supervised"]
     row = next(iter(res["label-free"]["matrix"].values()))
     assert set(row) == {"shape", "color", "size", "background", "motion"}
     capsys.readouterr()

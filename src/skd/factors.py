@@ -193,6 +193,11 @@ class FactorGroups:
     def components(self) -> list[int]:
         return self.units.ids
 
+    def named_members(self) -> dict[str, list[int]]:
+        """{group name (or its index as text): unit positions}; two groupings are the same partition
+        of the same units under the same names when these dicts are equal."""
+        return {(self.names[g] if self.names else str(g)): self.members(g) for g in range(self.n_groups)}
+
     def members(self, group: int) -> list[int]:
         """Unit positions in one group."""
         return [u for u, g in enumerate(self.labels) if g == group]

@@ -203,6 +203,8 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
     from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown
 
     model, cfg, judge, sha, data, data_cfg, _, _ = _judge_data(args)
@@ -211,6 +213,12 @@ def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     results, parts = {}, []
     for kind, groups in (("label-free", fs.free), ("supervised", fs.supervised)):
         if groups is None:
+            continue
+        if (kind == "supervised" and "label-free" in results and groups.named_members() == fs.free.named_members()
+                and torch.equal(groups.units.to_coords, fs.free.units.to_coords)):
+            results[kind] = {**results["label-free"], "same_as": "label-free"}  # same partition: same swaps
+            parts.append("**supervised groups**: the same units under the same names as the label-free groups "
+                         "(table above)")
             continue
         res = evaluate_multifactor(model, judge, data, fs, groups, batch_size=args.batch_size, seed=args.seed,
                                    progress=not getattr(args, "quiet", False))
