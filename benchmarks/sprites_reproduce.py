@@ -12,7 +12,14 @@ Stages (each prints what it did and the command-line equivalent):
 3. ``skd train --config PRESET --set data.path=WORK/data --out WORK/run`` for --train-minutes
    (PRESET = ``--preset``: ``sprites``, the paper size, or ``fast``, half the conv width),
    then ``skd train --resume WORK/run`` on later invocations
-4. ``skd eval --run WORK/run --judge WORK/judge --data WORK/data --repeats 5``
+4. ``skd eval --run WORK/run --judge WORK/judge --data WORK/data --repeats 5 --static-split refined
+   --fit-on train --fit-batch 2048 --out WORK/run/eval_refined.json`` (the project's headline
+   protocol: one C and refined static split fitted on training sequences), and the reference
+   code's protocol (eigen split, C refitted per test batch of 256) on Protocol A into
+   ``WORK/run/eval_eigen.json``
+5. ``skd factors --run WORK/run --split train --n-factors 4 --fit-batch 2048`` and
+   ``skd eval --multifactor --run WORK/run --judge WORK/judge --data WORK/data``
+   (``--skip-multifactor`` skips this stage)
 """
 from __future__ import annotations
 
@@ -43,6 +50,7 @@ def main() -> None:
     ap.add_argument("--judge-epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--skip-multifactor", action="store_true")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra skd train overrides")
     args = ap.parse_args()
     work = Path(args.work)
@@ -63,8 +71,17 @@ def main() -> None:
         stage("train SKD", ["train", "--config", args.preset, "--set", f"data.path={json.dumps(str(data))}",
                             "--set", f"train.minutes={args.train_minutes}", *sets, "--out", str(run)])
     if not args.skip_eval:
-        stage("evaluate", ["eval", "--run", str(run), "--judge", str(judge), "--data", str(data),
-                           "--repeats", str(args.repeats)])
+        common = ["eval", "--run", str(run), "--judge", str(judge), "--data", str(data), "--repeats", str(args.repeats)]
+        stage("evaluate (refined split, C fitted on training sequences)",
+              [*common, "--static-split", "refined", "--fit-on", "train", "--fit-batch", "2048",
+               "--out", str(run / "eval_refined.json")])
+        stage("evaluate (reference protocol: eigen split, C per test batch)",
+              [*common, "--protocols", "A", "--out", str(run / "eval_eigen.json")])
+    if not args.skip_multifactor:
+        stage("factor groups", ["factors", "--run", str(run), "--data", str(data), "--split", "train", "--n-factors", "4",
+                                "--fit-batch", "2048"])
+        stage("multifactor metric", ["eval", "--multifactor", "--run", str(run), "--judge", str(judge),
+                                     "--data", str(data)])
 
 
 if __name__ == "__main__":
