@@ -106,26 +106,32 @@ def evaluate_two_factor(
     dims: list[int] = []  # dimension of the static part per batch
     kept_rate: dict[tuple[str, str, str], list[float]] = {}  # replaced heads still reading the original label
     bar = tqdm(total=repeats * len(spans), disable=not progress, desc="eval", dynamic_ncols=True)
+    # latents and bases depend only on the batch, not on the draw: computed in the first repeat, reused after
+    cached: list[tuple[torch.Tensor, ops.KoopmanBasis]] = []
     for r in range(repeats):
         probs: dict[tuple[str, str], list[dict[str, torch.Tensor]]] = {}
-        for a, b in spans:
-            x = data.batch(torch.arange(a, b))
-            z = ops.encode(model, x)
-            if fixed is not None:
-                basis_b = fixed
+        for i, (a, b) in enumerate(spans):
+            if r > 0:
+                z, basis_b = cached[i]
             else:
-                basis_b = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
-                                        ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
-                if split == "refined":
-                    refined = refine_split(z, basis_b, seed=seed)
-                    basis_b = refined.basis
-                    moved.append(len(refined.motion))
-            dims.append(basis_b.static_dims)
-            if r == 0 and sanity:
-                rec = ops.decode(model, z)
-                mse_sum += float(((rec - x) ** 2).sum())
-                rec_probs.append(judge_probs(judge, rec))
-                orig_probs.append(judge_probs(judge, x))
+                x = data.batch(torch.arange(a, b))
+                z = ops.encode(model, x)
+                if fixed is not None:
+                    basis_b = fixed
+                else:
+                    basis_b = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
+                                            ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+                    if split == "refined":
+                        refined = refine_split(z, basis_b, seed=seed)
+                        basis_b = refined.basis
+                        moved.append(len(refined.motion))
+                dims.append(basis_b.static_dims)
+                cached.append((z, basis_b))
+                if sanity:
+                    rec = ops.decode(model, z)
+                    mse_sum += float(((rec - x) ** 2).sum())
+                    rec_probs.append(judge_probs(judge, rec))
+                    orig_probs.append(judge_probs(judge, x))
             for proto, keep in PROTOCOLS.items():
                 for how in MANIPULATIONS:
                     if only is not None and (proto, how) not in only:

@@ -75,9 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", metavar="FILE", help="JSON output (default: RUN/eval_<mode>.json)")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Config, Any, Any]:
+def _check_fit_batch(args: argparse.Namespace) -> None:
     if args.fit_batch == 1 or args.fit_batch < 0:
         raise ValueError(f"--fit-batch={args.fit_batch} must be 0 (all training sequences) or >= 2")
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Config, Any, Any]:
+    _check_fit_batch(args)
     model, cfg = load_run(args.run)
     data_cfg = cfg.data if not args.data_path else dataclasses.replace(cfg.data, path=args.data_path)
     train, test = load_dataset(data_cfg)
@@ -183,11 +187,10 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 3")
     only = parse_protocols(args.protocols)
     basis, note = None, ""
-    if getattr(args, "fit_on", "batch") == "train":
+    if args.fit_on == "train":
         from ..showcase import fit_reference_basis
 
-        if args.fit_batch == 1 or args.fit_batch < 0:
-            raise ValueError(f"--fit-batch={args.fit_batch} must be 0 (all training sequences) or >= 2")
+        _check_fit_batch(args)
         basis = fit_reference_basis(model, train, cfg, fit_batch=args.fit_batch, seed=args.seed, split=args.static_split)
         n_fit = len(train) if args.fit_batch <= 0 else min(args.fit_batch, len(train))
         note = f"{n_fit} training sequences"
