@@ -147,3 +147,19 @@ def test_auto_plan_on_a_bf16_capable_gpu(monkeypatch) -> None:
     assert P.resolve_plan("auto", "auto", False, torch.device("cuda"), "conv").autocast is None
     assert P.resolve_plan("auto", "auto", False, torch.device("mps"), "conv") == P.ExecutionPlan(
         None, False, False, "auto: fp32 (no native bf16 on this device)")
+
+
+def test_cpu_bf16_detection_follows_the_instruction_set() -> None:
+    """`auto` picks bf16 on a CPU only with AVX-512 BF16 or AMX, never on plain AVX-512 (emulated)."""
+    import pathlib
+
+    import skd.precision as P
+
+    info = pathlib.Path("/proc/cpuinfo")
+    if not info.exists():
+        pytest.skip("no /proc/cpuinfo on this OS")
+    flags = set(info.read_text().split())
+    has_isa = bool({"avx512_bf16", "amx_bf16"} & flags)
+    assert P.native_bf16(CPU) is (has_isa and torch.backends.mkldnn.is_available())
+    plan = P.resolve_plan("auto", "auto", False, CPU, "conv")
+    assert (plan.autocast is torch.bfloat16) is P.native_bf16(CPU)
