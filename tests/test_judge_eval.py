@@ -229,3 +229,28 @@ def test_static_diagnostics_script_runs(tiny_world, monkeypatch, capsys) -> None
     out = capsys.readouterr().out
     assert len([line for line in out.splitlines() if "| yes |" in line or "| no |" in line]) == 3  # 3 components
     assert "\n| 1 | " in out and "\n| 2 | " in out and "chance:" in out
+
+
+def test_factor_probe_script_scores_every_labelled_factor(tiny_world, monkeypatch, capsys, tmp_path) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root, _, _, te = tiny_world
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "factor_probe.py"
+    spec = importlib.util.spec_from_file_location("factor_probe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out_json = tmp_path / "probe.json"
+    monkeypatch.setattr(sys, "argv", ["factor_probe.py", "--run", str(root / "run"), "--data", "shapes",
+                                      "--n-factors", "1", "--json", str(out_json)])
+    mod.main()
+    res = json.loads(out_json.read_text())
+    names = [f.name for f in te.factors if f.name in te.labels]
+    assert sorted(res["probe_accuracy"]) == sorted(names)
+    for row in res["probe_accuracy"].values():
+        assert set(row) == {"static-app", "static-all", "dyn-mean", "dyn-flat", "full-mean"}
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+    assert res["r2_dyn_mean_on_static_app"] <= 1.0 + 1e-9
+    out = capsys.readouterr().out
+    assert all(f"| {n} |" in out for n in names)
