@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skd import ops
 from skd.data import data_config_from_spec, load_dataset
-from skd.multifactor import MOTION, fit_factors
+from skd.multifactor import MOTION, fit_factors, fit_indices
 from skd.train import load_run
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     model, cfg = load_run(args.run)
     train, _ = load_dataset(data_config_from_spec(args.data, cfg.data))
     fs = fit_factors(model, cfg, train, n_groups=args.n_factors, fit_batch=args.fit_batch, seed=args.seed)
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[: min(args.fit_batch, len(train))]
+    idx = fit_indices(len(train), args.fit_batch, args.seed)  # the sequences the groups were fitted on
     z = ops.encode(model, train.batch(idx)).to(torch.float64)  # (N, T, k)
     units = fs.free.units
     p_s = units.projector(list(range(len(units.columns))))

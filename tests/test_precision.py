@@ -159,7 +159,7 @@ def test_cpu_bf16_detection_follows_the_instruction_set() -> None:
     if not info.exists():
         pytest.skip("no /proc/cpuinfo on this OS")
     flags = set(info.read_text().split())
-    has_isa = bool({"avx512_bf16", "amx_bf16"} & flags)
+    has_isa = bool({"avx512_bf16", "amx_tile"} & flags)
     assert P.native_bf16(CPU) is (has_isa and torch.backends.mkldnn.is_available())
     plan = P.resolve_plan("auto", "auto", False, CPU, "conv")
     assert (plan.autocast is torch.bfloat16) is P.native_bf16(CPU)

@@ -56,13 +56,17 @@ def _static_labels(data: SequenceData) -> dict[str, np.ndarray]:
     return {f.name: data.labels[f.name].numpy() for f in data.static_factors() if f.name in data.labels}
 
 
+def fit_indices(n: int, fit_batch: int, seed: int) -> torch.Tensor:
+    """The ``min(fit_batch, n)`` sequences (random, seeded) that :func:`fit_factors` fits on."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(fit_batch, n)]
+
+
 def fit_factors(model: KoopmanAE, cfg: Config, data: SequenceData, *, n_groups: int | None = None,
                 fit_batch: int = 1024, seed: int = 0, kind: str = "ica", separate_motion: bool = True) -> FactorSet:
     """Fit C on ``fit_batch`` random sequences, choose S, build the static units (``kind``: "ica"
     or "eigen"), set aside the units that carry motion (``separate_motion``, :mod:`skd.split`),
     discover groups, and name them and group them with labels when the data has them."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data), generator=g)[: min(fit_batch, len(data))]
+    idx = fit_indices(len(data), fit_batch, seed)
     z = ops.encode(model, data.batch(idx))
     basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
                           ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)

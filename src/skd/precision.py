@@ -7,9 +7,9 @@ spectral loss, Eq. 4), so the part of SKD that is numerically delicate never see
 
 ``train.precision``:
 - ``auto``: bf16 autocast where the hardware has native bf16 arithmetic — CUDA devices that
-  report ``torch.cuda.is_bf16_supported()``, CPUs with AVX-512 BF16 or AMX instructions (not oneDNN's check, which also says yes where bf16 is emulated) —
-  and only for convolutional frame networks, where ``benchmarks/train_speed.py`` measured the
-  gain; float32 everywhere else.
+  report ``torch.cuda.is_bf16_supported()``, CPUs with AVX-512 BF16 or AMX instructions (not
+  oneDNN's check, which also says yes where bf16 is emulated) — and only for convolutional
+  frame networks, where ``benchmarks/train_speed.py`` measured the gain; float32 everywhere else.
 - ``fp32``: force float32 (the reference numerics).
 - ``bf16``: bf16 autocast even where it is emulated (slow, but allowed for experiments).
 
