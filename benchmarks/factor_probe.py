@@ -82,4 +82,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as e:  # a missing run or data folder, unlabelled data
+        raise SystemExit(f"factor_probe: error: {e}") from None
