@@ -32,10 +32,12 @@ def _block(v) -> np.ndarray:
     return np.array([[v]])
 
 
-def planted_latents(n: int = 600, t: int = 8, seed: int = 0, plant: dict | None = None, with_truth: bool = False):
+def planted_latents(n: int = 600, t: int = 8, seed: int = 0, plant: dict | None = None, with_truth: bool = False,
+                    tie: tuple[str, str] | None = None):
     """z (n, t, k) = y Q with y_{t+1} = y_t D; each static block encodes one factor's value.
 
     With ``with_truth`` also returns the true (k, k) projector of each factor's part of z.
+    ``tie=(a, b)``: factor b takes factor a's label in every sequence (correlated factors).
     """
     plant = PLANT if plant is None else plant
     rng = np.random.default_rng(seed)
@@ -54,6 +56,8 @@ def planted_latents(n: int = 600, t: int = 8, seed: int = 0, plant: dict | None 
         D[i : i + len(b), i : i + len(b)] = b
         i += len(b)
     labels = {name: rng.integers(0, 6, n) for name in plant}
+    if tie is not None:
+        labels[tie[1]] = labels[tie[0]].copy()
     y0 = rng.normal(size=(n, k))
     for name in plant:
         cols = [j for j, o in enumerate(owner) if o == name]

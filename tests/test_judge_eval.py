@@ -210,6 +210,11 @@ def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> Non
     assert main(["factors", "--run", run, "--n-factors", "99"]) == 2
     assert "exceeds the" in capsys.readouterr().err
     assert main(["morph", "--run", str(tmp_path / "none")]) == 2
+    # the decoder-footprint affinity: same units, another grouping rule, recorded in factors.json
+    assert main(["factors", "-q", "--run", run, "--fit-batch", "16", "--n-factors", "2", "--affinity", "both"]) == 0
+    fj2 = json.loads((root / "run" / "factors.json").read_text())
+    assert fj2["affinity"] == "both" and fj2["units"]["to_coords"] == fj["units"]["to_coords"]
+    assert len(fj2["free"]["labels"]) == len(fj["free"]["labels"])
 
 
 def test_static_diagnostics_script_runs(tiny_world, monkeypatch, capsys) -> None:

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from .dependence import dependence_matrix, distance_correlation, spectral_groups  # noqa: F401  (re-exported)
+from .footprint import combine_affinities
 from .ops import KoopmanBasis
 from .subspace import static_coordinates
 
@@ -238,11 +239,15 @@ MOTION = "motion"  # name of the group of static directions that carry motion (s
 
 def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None = None, *, seed: int = 0,
                     max_samples: int = 1500, kind: str = "ica", units: StaticUnits | None = None,
-                    motion: list[int] | None = None) -> FactorGroups:
+                    motion: list[int] | None = None, affinity: str = "dependence",
+                    footprint: np.ndarray | None = None) -> FactorGroups:
     """Label-free grouping of the static subspace of ``basis`` from latents z (N, T, k).
 
     ``motion``: unit positions that carry motion (:func:`skd.split.motion_units`); they are set
     aside as one extra group named "motion" and the other units are grouped into ``n_groups``.
+    ``affinity``: what ties units together — "dependence" (distance correlation across
+    sequences), "footprint" (``footprint``, the (U, U) decoder-footprint affinity of
+    :mod:`skd.footprint`) or "both" (their geometric mean).
     """
     units = units or static_units(z, basis, kind, seed=seed)
     motion = sorted(set(motion or []))
@@ -254,7 +259,7 @@ def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None =
         extra = f" ({len(motion)} more carry motion)" if motion else ""
         raise ValueError(f"--n-factors={n_groups} exceeds the {len(rest)} {what}{extra}")
     feats = units.features(z)
-    aff = dependence_matrix(feats, max_samples=max_samples, seed=seed)
+    aff = combine_affinities(dependence_matrix(feats, max_samples=max_samples, seed=seed), footprint, affinity)
     sub = aff[np.ix_(rest, rest)]
     # eigen units may each hold a whole factor, so their self-affinity counts; single ICA directions
     # are weakly tied to their group and cluster better with a zero diagonal (docs/MULTIFACTOR.md)

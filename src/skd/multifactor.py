@@ -33,6 +33,7 @@ from .factors import (
     supervised_importance,
     swap_groups,
 )
+from .footprint import footprint_affinity, unit_footprints
 from .judge import Judge, check_judge_matches, judge_probs
 from .koopman import eig_sorted
 from .model import KoopmanAE
@@ -62,17 +63,25 @@ def fit_indices(n: int, fit_batch: int, seed: int) -> torch.Tensor:
 
 
 def fit_factors(model: KoopmanAE, cfg: Config, data: SequenceData, *, n_groups: int | None = None,
-                fit_batch: int = 1024, seed: int = 0, kind: str = "ica", separate_motion: bool = True) -> FactorSet:
+                fit_batch: int = 1024, seed: int = 0, kind: str = "ica", separate_motion: bool = True,
+                affinity: str = "dependence", footprint_pairs: int = 128) -> FactorSet:
     """Fit C on ``fit_batch`` random sequences, choose S, build the static units (``kind``: "ica"
     or "eigen"), set aside the units that carry motion (``separate_motion``, :mod:`skd.split`),
-    discover groups, and name them and group them with labels when the data has them."""
+    discover groups (``affinity``: "dependence", "footprint" or "both", :mod:`skd.footprint`;
+    footprints are measured on ``footprint_pairs`` swaps per unit), and name them and group
+    them with labels when the data has them."""
     idx = fit_indices(len(data), fit_batch, seed)
     z = ops.encode(model, data.batch(idx))
     basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
                           ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
     units = static_units(z, basis, kind, seed=seed)
     motion = motion_units(motion_scores(z, units, seed=seed)) if separate_motion else []
-    free = discover_groups(z, basis, n_groups, seed=seed, units=units, motion=motion)
+    fp = None
+    if affinity != "dependence":
+        projs = [units.projector([u]) for u in range(len(units.columns))]
+        fp = footprint_affinity(unit_footprints(lambda zz: ops.decode(model, zz), z, projs,
+                                                pairs=footprint_pairs, seed=seed))
+    free = discover_groups(z, basis, n_groups, seed=seed, units=units, motion=motion, affinity=affinity, footprint=fp)
     labels = {k: v[idx.numpy()] for k, v in _static_labels(data).items()}
     dyn_labels = {f.name: data.labels[f.name].numpy()[idx.numpy()] for f in data.factors
                   if f.kind == "dynamic" and f.name in data.labels}

@@ -11,13 +11,16 @@ from ..multifactor import factors_report, fit_factors, save_factors, subset_grid
 from ..showcase import pick_pairs
 from ..train import load_run
 
+AFFINITY_TITLES = {"dependence": "distance correlation", "footprint": "footprint correlation",
+                   "both": "sqrt(distance corr. x footprint corr.)"}
 HELP = "discover the static factor groups (hair, skin, …) of a run without labels"
 DESCRIPTION = """Group the static subspace of a trained run into factors without labels. The static
 coordinates are first put in a basis (--basis ica, the default: the independent directions of
 the static subspace, found by whitening + FastICA, because the static eigenvalues of a trained
 model all sit at λ ≈ 1 and their eigenvectors are arbitrary mixtures; --basis eigen: the static
 eigen-components themselves, conjugate pairs kept together). Units that depend on each other
-across sequences (distance correlation) form a group (spectral clustering; the number of groups
+across sequences (distance correlation) form a group — or, with --affinity footprint|both, units
+that change the same part of the decoded output when swapped between sequences — (spectral clustering; the number of groups
 is chosen by the eigengap unless --n-factors is given). Static directions that depend on the
 sequence's dynamics (the motion leaking into λ ≈ 1, e.g. Sprites' action type) are first set
 aside as a group named "motion" (--no-motion-group turns that off).
@@ -29,7 +32,8 @@ RUN/factors/affinity.png and RUN/factors/subsets.png (all subsets of groups swap
 examples:
   skd factors --run runs/sprites --data data/sprites
   skd factors --run demo_out/run --n-factors 4
-  skd factors --run runs/sprites --data data/sprites --n-factors 4 --basis eigen"""
+  skd factors --run runs/sprites --data data/sprites --n-factors 4 --basis eigen
+  skd factors --run runs/sprites --data data/sprites --n-factors 4 --affinity both"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-factors", type=int, default=None, help="number of groups (default: chosen automatically)")
     p.add_argument("--basis", choices=["ica", "eigen"], default="ica",
                    help="coordinates of the static subspace to group (default: ica)")
+    p.add_argument("--affinity", choices=["dependence", "footprint", "both"], default="dependence",
+                   help="what ties units into a group: statistical dependence across sequences, the decoder "
+                        "footprint (which output pixels a unit changes), or both (default: dependence)")
     p.add_argument("--no-motion-group", action="store_true",
                    help="do not set aside the static directions that carry motion")
     p.add_argument("--fit-batch", type=int, default=1024, help="sequences used to fit C and group (default: 1024)")
@@ -54,15 +61,15 @@ def run(args: argparse.Namespace) -> int:
     if args.n_factors is not None and args.n_factors < 1:
         raise ValueError(f"--n-factors={args.n_factors} must be >= 1")
     fs = fit_factors(model, cfg, data, n_groups=args.n_factors, fit_batch=args.fit_batch, seed=args.seed,
-                     kind=args.basis, separate_motion=not args.no_motion_group)
+                     kind=args.basis, separate_motion=not args.no_motion_group, affinity=args.affinity)
     run_dir = Path(args.run)
     out = run_dir / "factors"
     path = save_factors(fs, run_dir, {"fit_batch": args.fit_batch, "seed": args.seed, "split": args.split, "basis": args.basis,
-                                      "data": data_cfg.name})
+                                      "affinity": args.affinity, "data": data_cfg.name})
     names = fs.free.names or [f"group{g}" for g in range(fs.free.n_groups)]
     comp_names = [f"{c}:{names[g]}" for c, g in zip(fs.free.components, fs.free.labels)]
     viz.plot_matrix(fs.free.affinity, out / "affinity.png", row_labels=comp_names, col_labels=comp_names,
-                    title=f"distance correlation of static units ({args.basis} basis)")
+                    title=f"{AFFINITY_TITLES[args.affinity]} of static units ({args.basis} basis)")
     atomic_write_text(out / "report.md", factors_report(fs))
     msg = f"{fs.free.n_groups} label-free groups ({args.basis} basis): " + ", ".join(
         f"{names[g]}={len(fs.free.members(g))} units" for g in range(fs.free.n_groups))
