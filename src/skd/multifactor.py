@@ -227,13 +227,16 @@ def evaluate_multifactor(model: KoopmanAE, judge: Judge, data: SequenceData, fs:
     donors = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
     hits = {groups.names[gi]: {h: 0 for h in static_heads + dyn_heads} for gi in named}
     bar = tqdm(total=len(named) * ((n + batch_size - 1) // batch_size), disable=not progress, desc="multifactor")
+    # every sequence is encoded once and its latents (N, T, k) reused by every group
+    z_all = torch.cat([ops.encode(model, data.batch(torch.arange(a, min(a + batch_size, n))))
+                       for a in range(0, n, batch_size)])
     for gi in named:
         f = groups.names[gi]
         proj = groups.projector_for([gi])
         for a in range(0, n, batch_size):
             recv = torch.arange(a, min(a + batch_size, n))
             don = donors[recv]
-            z_r, z_d = ops.encode(model, data.batch(recv)), ops.encode(model, data.batch(don))
+            z_r, z_d = z_all[recv], z_all[don]
             probs = judge_probs(judge, ops.decode(model, swap_groups(z_r, z_d, proj)))
             for h in static_heads + dyn_heads:
                 want = data.labels[h][don] if h == f else data.labels[h][recv]
