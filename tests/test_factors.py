@@ -298,3 +298,19 @@ def test_static_units_are_real_eigen_coordinates() -> None:
         j = int(torch.nonzero(basis.eig.component == c).flatten()[0])
         expect = [a[..., j].real] + ([a[..., j].imag] if len(cols) == 2 else [])
         assert torch.allclose(r[..., cols], torch.stack(expect, -1), atol=1e-9)
+
+
+def test_grouping_agreement_counts_units_with_the_same_name() -> None:
+    from skd.multifactor import grouping_agreement
+
+    z, labels, n_static = planted_latents(seed=0)
+    basis = ops.fit_basis(z, n_static)
+    units = eigen_units(basis)
+    free = name_groups(discover_groups(z, basis, len(PLANT), kind="eigen", units=units), z, labels)
+    sup = supervised_groups(z, units, labels)
+    assert grouping_agreement(free, sup) == (len(units.columns), len(units.columns))  # planted: all agree
+    shuffled = FactorGroups(units, free.labels, free.affinity, free.n_groups, free.names[1:] + free.names[:1])
+    same, total = grouping_agreement(shuffled, sup)
+    assert total == len(units.columns) and same < total
+    with pytest.raises(ValueError, match="cannot be compared"):
+        grouping_agreement(FactorGroups(units, free.labels, free.affinity, free.n_groups), sup)

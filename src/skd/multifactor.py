@@ -265,6 +265,14 @@ def multifactor_markdown(res: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def grouping_agreement(free: FactorGroups, supervised: FactorGroups) -> tuple[int, int]:
+    """(units whose label-free group has the same name as their supervised group, all units)."""
+    if len(free.labels) != len(supervised.labels) or not free.names or not supervised.names:
+        raise ValueError("groupings of different units, or unnamed groups, cannot be compared")
+    same = sum(free.names[a] == supervised.names[b] for a, b in zip(free.labels, supervised.labels))
+    return int(same), len(free.labels)
+
+
 def factors_report(fs: FactorSet) -> str:
     units = fs.free.units
     eig = fs.basis.eig
@@ -294,8 +302,11 @@ def factors_report(fs: FactorSet) -> str:
              "coordinates).", "", "## Label-free groups", "",
              f"| group | {unit_word} | coordinates | {col} |", "|---|---|---|---|", *describe(fs.free)]
     if fs.supervised is not None and fs.importance is not None:
+        agree, total = grouping_agreement(fs.free, fs.supervised)
         lines += ["", "## Supervised groups (each unit to the factor with the largest η²)", "",
-                  f"| group | {unit_word} | coordinates | {col} |", "|---|---|---|---|", *describe(fs.supervised),
+                  f"| group | {unit_word} | coordinates | {col} |", "|---|---|---|---|", *describe(fs.supervised), "",
+                  f"The label-free groups put **{agree} of {total}** units in the group of the same name as the "
+                  "supervised mapping.",
                   "", "## η² of each static unit for each factor", "",
                   "| unit | label-free group | " + " | ".join(fs.factor_names) + " |", "|---|---|" + "---|" * len(fs.factor_names)]
         names = fs.free.names or [f"group{g}" for g in range(fs.free.n_groups)]

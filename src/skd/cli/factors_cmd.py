@@ -7,7 +7,7 @@ from pathlib import Path
 from .. import viz
 from ..checkpoint import atomic_write_text
 from ..data import data_config_from_spec, load_dataset
-from ..multifactor import factors_report, fit_factors, save_factors, subset_grid
+from ..multifactor import factors_report, fit_factors, grouping_agreement, save_factors, subset_grid
 from ..showcase import pick_pairs
 from ..train import load_run
 
@@ -77,5 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if n_app <= 5:
         subset_grid(model, data, fs, pick_pairs(data, 1, seed=args.seed)[0], out / "subsets.png")
     print(msg)
+    if fs.supervised is not None:
+        agree, total = grouping_agreement(fs.free, fs.supervised)
+        print(f"{agree} of {total} units are in the label-free group named like their supervised group")
     print(f"wrote {path}, {out / 'report.md'}, {out / 'affinity.png'}" + (f", {out / 'subsets.png'}" if n_app <= 5 else ""))
     return 0
