@@ -197,6 +197,9 @@ def test_factors_swap_morph_multifactor_cli(tiny_world, tmp_path, capsys) -> Non
                  "--out", str(tmp_path / "mf.json")]) == 0
     res = json.loads((tmp_path / "mf.json").read_text())
     assert "label-free" in res and "supervised" in res
+    assert set(res["reconstruction"]) == {"shape", "color", "size", "background", "motion"}
+    assert all(0.0 <= v <= 1.0 for v in res["reconstruction"].values())
+    assert "ceiling" in (tmp_path / "mf.md").read_text()
     free, sup = (_partition(fj[k]) for k in ("free", "supervised"))
     if free == sup:  # the same partition under the same names is scored once and marked
         assert res["supervised"]["same_as"] == "label-free" and res["supervised"]["matrix"] == res["label-free"]["matrix"]

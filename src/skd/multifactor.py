@@ -251,6 +251,25 @@ def evaluate_multifactor(model: KoopmanAE, judge: Judge, data: SequenceData, fs:
             "mean": {f: (on[f] + off[f]) / 2 for f in matrix}, "chance": {h: 1.0 / sizes[h] for h in sizes}, "n": n}
 
 
+@torch.no_grad()
+def reconstruction_accuracy(model: KoopmanAE, judge: Judge, data: SequenceData, *, batch_size: int = 256) -> dict[str, float]:
+    """Judge accuracy per head on plain reconstructions dec(enc(x)) against the true labels.
+
+    The ceiling of the multifactor matrix: a swapped factor cannot be read more reliably than
+    an unswapped one.
+    """
+    check_judge_matches(judge, data)
+    heads = [f.name for f in judge.factors]
+    hits = dict.fromkeys(heads, 0)
+    n = len(data)
+    for a in range(0, n, batch_size):
+        idx = torch.arange(a, min(a + batch_size, n))
+        probs = judge_probs(judge, ops.decode(model, ops.encode(model, data.batch(idx))))
+        for h in heads:
+            hits[h] += int((probs[h].argmax(-1) == data.labels[h][idx]).sum())
+    return {h: c / n for h, c in hits.items()}
+
+
 def multifactor_markdown(res: dict, title: str) -> str:
     heads = list(next(iter(res["matrix"].values())))
     lines = [f"**{title}** (rows: swapped group; columns: judge head; own head vs donor, others vs receiver; n = {res['n']})", "",

@@ -208,7 +208,7 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
 def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown
+    from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown, reconstruction_accuracy
 
     model, cfg, judge, sha, data, data_cfg, _, _ = _judge_data(args)
     data = _limited(data, args.limit)
@@ -227,12 +227,16 @@ def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
                                    progress=not getattr(args, "quiet", False))
         results[kind] = res
         parts.append(multifactor_markdown(res, f"{kind} groups"))
+    recon = reconstruction_accuracy(model, judge, data, batch_size=args.batch_size)
+    parts.append("**ceiling**: the judge reads plain reconstructions (no swap) at "
+                 + ", ".join(f"{h} {100 * v:.1f} %" for h, v in recon.items())
+                 + "; no swapped factor can be read more reliably than that.")
     table = "\n\n".join(parts)
     print(table)
     print(f"judge sha256: {sha}")
     _markdown_beside(args, table)
     return {"judge": str(args.judge), "judge_sha256": sha, "data": dataclasses.asdict(data_cfg),
-            "limit": args.limit or None, **results}
+            "limit": args.limit or None, **results, "reconstruction": recon}
 
 
 # mode name -> (help, runner). A new benchmark family adds one entry here.
