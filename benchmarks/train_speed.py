@@ -49,8 +49,7 @@ CONFIGS: dict[str, tuple[str, str, bool, str, bool, str]] = {
 SHORT = {"baseline": "baseline", "auto": "auto (bf16 + channels_last)"}
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 6) -> float:
-    """GFLOP/s of an n×n GEMM (best of ``reps``)."""
+def _gemm_seconds(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> float:
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     best = float("inf")
@@ -60,7 +59,21 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: i
         a @ b
         _sync(device)
         best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return best
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 6, budget_s: float = 2.0) -> float:
+    """GFLOP/s of an n×n GEMM (best of ``reps``).
+
+    The size shrinks (by halves, down to 256) when a 256×256 product predicts that ``reps``
+    products of size n would take longer than ``budget_s``: a CPU without bf16 instructions
+    multiplies bf16 matrices hundreds of times slower than float32, and a 2048×2048 probe then
+    takes minutes.
+    """
+    small = _gemm_seconds(device, dtype, 256, 1)
+    while n > 256 and small * (n / 256) ** 3 * (reps + 1) > budget_s:
+        n //= 2
+    return 2 * n**3 / _gemm_seconds(device, dtype, n, reps) / 1e9
 
 
 def _sync(device: torch.device) -> None:
