@@ -131,7 +131,10 @@ def test_fused_decode_equals_two_decoder_calls(kind) -> None:
     for key in pa:
         torch.testing.assert_close(pb[key], pa[key], rtol=1e-5, atol=1e-8)
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-7, msg=name)
+        # float32 sums in another order: the absolute error scales with the gradient's magnitude
+        # (7e-7 on a conv gradient of size 1.3 was seen on an AVX2-only CPU)
+        scale = float(p.grad.abs().max())
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-7 + 2e-6 * scale, msg=name)
     for (name, buf), buf2 in zip(a.named_buffers(), b.buffers()):
         torch.testing.assert_close(buf2, buf, rtol=1e-6, atol=1e-7, msg=name)
 
