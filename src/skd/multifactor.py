@@ -33,7 +33,7 @@ from .factors import (
     supervised_importance,
     swap_groups,
 )
-from .footprint import footprint_affinity, unit_footprints
+from .footprint import AFFINITIES, footprint_affinity, unit_footprints
 from .judge import Judge, check_judge_matches, judge_probs
 from .koopman import eig_sorted
 from .model import KoopmanAE
@@ -70,6 +70,8 @@ def fit_factors(model: KoopmanAE, cfg: Config, data: SequenceData, *, n_groups: 
     discover groups (``affinity``: "dependence", "footprint" or "both", :mod:`skd.footprint`;
     footprints are measured on ``footprint_pairs`` swaps per unit), and name them and group
     them with labels when the data has them."""
+    if affinity not in AFFINITIES:
+        raise ValueError(f"unknown affinity {affinity!r}; choose one of {', '.join(AFFINITIES)}")
     idx = fit_indices(len(data), fit_batch, seed)
     z = ops.encode(model, data.batch(idx))
     basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
