@@ -259,7 +259,9 @@ def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None =
         extra = f" ({len(motion)} more carry motion)" if motion else ""
         raise ValueError(f"--n-factors={n_groups} exceeds the {len(rest)} {what}{extra}")
     feats = units.features(z)
-    aff = combine_affinities(dependence_matrix(feats, max_samples=max_samples, seed=seed), footprint, affinity)
+    dep = (dependence_matrix(feats, max_samples=max_samples, seed=seed) if affinity != "footprint"
+           else np.eye(len(feats)))  # footprint alone: the O(U² n²) distance correlations are not needed
+    aff = combine_affinities(dep, footprint, affinity)
     sub = aff[np.ix_(rest, rest)]
     # eigen units may each hold a whole factor, so their self-affinity counts; single ICA directions
     # are weakly tied to their group and cluster better with a zero diagonal (docs/MULTIFACTOR.md)

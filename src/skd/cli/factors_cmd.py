@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import viz
 from ..checkpoint import atomic_write_text
 from ..data import data_config_from_spec, load_dataset
+from ..footprint import AFFINITIES
 from ..multifactor import factors_report, fit_factors, grouping_agreement, save_factors, subset_grid
 from ..showcase import pick_pairs
 from ..train import load_run
@@ -19,9 +20,9 @@ coordinates are first put in a basis (--basis ica, the default: the independent 
 the static subspace, found by whitening + FastICA, because the static eigenvalues of a trained
 model all sit at λ ≈ 1 and their eigenvectors are arbitrary mixtures; --basis eigen: the static
 eigen-components themselves, conjugate pairs kept together). Units that depend on each other
-across sequences (distance correlation) form a group — or, with --affinity footprint|both, units
-that change the same part of the decoded output when swapped between sequences — (spectral clustering; the number of groups
-is chosen by the eigengap unless --n-factors is given). Static directions that depend on the
+across sequences (distance correlation) form a group; with --affinity footprint|both, units that
+change the same part of the decoded output when swapped between sequences do (spectral clustering;
+the number of groups is chosen by the eigengap unless --n-factors is given). Static directions that depend on the
 sequence's dynamics (the motion leaking into λ ≈ 1, e.g. Sprites' action type) are first set
 aside as a group named "motion" (--no-motion-group turns that off).
 With labelled data the groups are also named and a supervised grouping is written beside them.
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-factors", type=int, default=None, help="number of groups (default: chosen automatically)")
     p.add_argument("--basis", choices=["ica", "eigen"], default="ica",
                    help="coordinates of the static subspace to group (default: ica)")
-    p.add_argument("--affinity", choices=["dependence", "footprint", "both"], default="dependence",
+    p.add_argument("--affinity", choices=AFFINITIES, default="dependence",
                    help="what ties units into a group: statistical dependence across sequences, the decoder "
                         "footprint (which output pixels a unit changes), or both (default: dependence)")
     p.add_argument("--no-motion-group", action="store_true",
