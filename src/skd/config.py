@@ -175,14 +175,24 @@ class DataConfig:
     n_mels: int = 0  # audio: mel bins (0 = linear magnitude, n_fft//2 + 1 bins)
     chunking: Literal["split", "fit"] = "split"  # audio: consecutive chunks, or one loudest/padded chunk per file
     chunk_hop: int = 0  # audio, split: frames between chunk starts (0 = seq_len, no overlap)
+    fit_coverage: float = 0.95  # audio, seq_len = 0: chunk length holds this quantile of training clips whole
+    # audio train/test split (skd.audio.splits): auto = the dataset's own (fsdd takes 0-4, timit core
+    # test, a folder's `split` group); values | fraction | list | speakers (speaker-disjoint)
+    split: Literal["auto", "values", "fraction", "list", "speakers"] = "auto"
+    split_group: str = ""  # values: the named group (e.g. "take"); fraction: stratify by it (default speaker)
+    test_values: tuple[str | int, ...] = ()  # values: group values of the test set; speakers: the test speakers
+    test_fraction: float = 0.0  # fraction: of each speaker's files; speakers: of the speakers
+    split_seed: int = 0  # fraction, speakers: the draw
+    test_list: str = ""  # list: test paths, one per line, relative to data.path
+    train_list: str = ""  # list: training paths ("" = every other matched file)
 
     def __post_init__(self) -> None:
         if self.name in ("arrays", "sprites", *AUDIO_DATA) and not self.path:
             raise ConfigError(f"data.path is required when data.name='{self.name}'")
         if self.n_train < 1 or self.n_test < 0:
             raise ConfigError("data.n_train must be >= 1 and data.n_test >= 0")
-        if self.seq_len < 2:
-            raise ConfigError(f"data.seq_len={self.seq_len} must be >= 2")
+        if self.seq_len < 2 and not (self.seq_len == 0 and self.name in AUDIO_DATA):
+            raise ConfigError(f"data.seq_len={self.seq_len} must be >= 2 (or 0 = from the clip durations, audio only)")
         if self.name == "audio" and not self.pattern:
             raise ConfigError("data.pattern is required when data.name='audio' (a regex with named groups, "
                               "e.g. '(?P<speaker>[^/]+)/[^/]+\\.wav$')")
@@ -192,6 +202,34 @@ class DataConfig:
                 or self.chunk_hop < 0):
             raise ConfigError("need data.sample_rate >= 0, data.n_fft >= 8, data.win_length >= 0, "
                               "data.hop_length >= 1, data.n_mels >= 0 and data.chunk_hop >= 0")
+        if self.seq_len == 0 and self.chunking != "fit":
+            raise ConfigError("data.seq_len=0 (from the clip durations) needs data.chunking='fit'")
+        if not 0.0 < self.fit_coverage <= 1.0:
+            raise ConfigError(f"data.fit_coverage={self.fit_coverage} must be in (0, 1]")
+        self._check_split()
+
+    def _check_split(self) -> None:
+        """The split keys that ``data.split`` uses are set, and no other."""
+        kind = self.split
+        if kind != "auto" and self.name not in AUDIO_DATA:
+            raise ConfigError(f"data.split={kind!r} is for audio datasets (data.name in {', '.join(AUDIO_DATA)})")
+        uses = {"auto": (), "values": ("split_group", "test_values"), "fraction": ("test_fraction", "split_group", "split_seed"),
+                "list": ("test_list", "train_list"), "speakers": ("test_values", "test_fraction", "split_seed")}[kind]
+        defaults = {"split_group": "", "test_values": (), "test_fraction": 0.0, "split_seed": 0, "test_list": "",
+                    "train_list": ""}
+        for key, default in defaults.items():
+            if key not in uses and getattr(self, key) != default:
+                raise ConfigError(f"data.{key} is not used by data.split={kind!r}")
+        if kind == "values" and not (self.split_group and self.test_values):
+            raise ConfigError("data.split='values' needs data.split_group (e.g. 'take') and data.test_values (e.g. [5, 6])")
+        if kind == "fraction" and not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"data.split='fraction' needs data.test_fraction in (0, 1), got {self.test_fraction}")
+        if kind == "list" and not self.test_list:
+            raise ConfigError("data.split='list' needs data.test_list (a file of test paths, one per line)")
+        if kind == "speakers" and bool(self.test_values) == (0.0 < self.test_fraction < 1.0):
+            raise ConfigError("data.split='speakers' needs either data.test_values (the test speakers) or "
+                              f"data.test_fraction in (0, 1) (a seeded share of the speakers), got {list(self.test_values)} "
+                              f"and {self.test_fraction}")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import torch
 from ..data.base import Factor, SequenceData
 from .features import SpectrogramSpec, features, fit_window, split_chunks
 from .io import AudioError, read_audio, resample
+from .splits import apply_split
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Entry:
     path: Path
     labels: dict[str, str] = field(default_factory=dict)
     split: str = "train"
+    groups: dict[str, str] = field(default_factory=dict)  # every named group of the pattern (take, split too)
 
 
 def _short_list(items: Sequence[str]) -> str:
@@ -162,7 +164,7 @@ def scan_folder(
             incomplete.append(f"{rel} (no {', '.join(missing)})")
             continue
         split = split_rule(groups) if split_rule else _split_name(groups["split"], p) if "split" in groups else "train"
-        entries.append(Entry(p, {k: v for k, v in groups.items() if k not in RESERVED_GROUPS}, split))
+        entries.append(Entry(p, {k: v for k, v in groups.items() if k not in RESERVED_GROUPS}, split, groups))
     if incomplete:
         raise ValueError(f"{root}: data.pattern leaves named groups empty for {len(incomplete)} files: {_short_list(incomplete)}")
     if not entries:
@@ -344,9 +346,26 @@ def load_audio_dataset(cfg) -> tuple[AudioData, AudioData | None]:
         entries = scan_folder(cfg.path, cfg.pattern)
     else:
         raise ValueError(f"data.name={cfg.name!r} is not an audio dataset")
+    entries = apply_split(entries, cfg, cfg.path)
     waves = read_entries(entries, cfg.sample_rate)
     rate = cfg.sample_rate or waves[0][1]
-    return build_audio_data(entries, spec_from_config(cfg, rate), cfg.seq_len, chunking=cfg.chunking,
-                            chunk_hop=cfg.chunk_hop, name=cfg.name,
+    spec = spec_from_config(cfg, rate)
+    seq_len = cfg.seq_len
+    if seq_len == 0:
+        lengths = [x.size * rate / sr for e, (x, sr) in zip(entries, waves) if e.split == "train"]
+        seq_len = auto_seq_len(lengths, spec, cfg.fit_coverage)
+        log.info("data.seq_len=0: %d frames (%.3f s) hold %.0f %% of the training clips whole", seq_len,
+                 spec.samples_for(seq_len) / rate, 100 * cfg.fit_coverage)
+    return build_audio_data(entries, spec, seq_len, chunking=cfg.chunking, chunk_hop=cfg.chunk_hop, name=cfg.name,
                             waves=waves)
+
+
+def auto_seq_len(lengths: Sequence[float], spec: SpectrogramSpec, coverage: float = 0.95) -> int:
+    """Frames per chunk that hold the ``coverage`` quantile of clip ``lengths`` (in samples at the
+    spec's rate) whole — a window of (T - 1)·hop samples, so T = 1 + ceil(n / hop) — at least 8
+    frames (``data.seq_len = 0``)."""
+    if not len(lengths):
+        raise ValueError("data.seq_len=0 needs training clips to measure")
+    n = float(np.quantile(np.asarray(lengths, dtype=np.float64), coverage, method="inverted_cdf"))
+    return max(8, 1 + int(np.ceil(n / spec.hop_length)))
 
