@@ -431,4 +431,5 @@ def test_cli_eval_on_timit_layout_uses_cross_validated_probes(tmp_path, capsys) 
     assert main(["eval", "--audio", "--run", str(run)]) == 0
     res = json.loads((run / "eval_audio.json").read_text())
     assert res["n_speakers"] == 2 and res["n_utterances"] == 6
-    assert res["probe_protocol"] == "4-fold CV on test" and res["content_probe_dynamic"] is None and res["swap"] == {}
+    assert res["probe_protocol"] == "4-fold CV on test" and res["content_probe_dynamic"] is None
+    assert res["swap"]["speaker_probe"] == "test (unswapped)" and 0 <= res["swap"]["speaker_of_static_donor"] <= 1

@@ -1,10 +1,13 @@
-"""The speed benchmark runs end to end on a tiny configuration (its numbers are not checked)."""
+"""Benchmark scripts run end to end on tiny configurations (their numbers are not checked)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,3 +30,23 @@ def test_train_speed_rejects_an_unknown_configuration() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--only", "turbo"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "unknown configuration" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_espeak_corpus_builder_writes_a_loadable_seeded_corpus(tmp_path) -> None:
+    from skd.config import DataConfig
+    from skd.data import load_dataset
+
+    script = str(ROOT / "benchmarks" / "build_espeak_corpus.py")
+    for out in ("a", "b"):
+        proc = subprocess.run([sys.executable, script, "--out", str(tmp_path / out), "--speakers", "3", "--words", "2",
+                               "--takes", "2", "--seed", "7"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    manifests = [json.loads((tmp_path / out / "manifest.json").read_text()) for out in ("a", "b")]
+    assert manifests[0]["files"] == manifests[1]["files"] and len(manifests[0]["files"]) == 12
+    root = tmp_path / "a"
+    cfg = DataConfig(name="audio", path=str(root), pattern=(root / "PATTERN").read_text().strip(), sample_rate=8000,
+                     seq_len=0, chunking="fit", split="values", split_group="take", test_values=(2,))
+    train, test = load_dataset(cfg)
+    assert len(train) == 6 and len(test) == 6 and {f.name for f in train.factors} == {"speaker", "word"}
+    assert len({m["pitch"] for m in manifests[0]["files"]}) > 1  # takes vary

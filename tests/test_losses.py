@@ -82,3 +82,49 @@ def test_unknown_criterion_raises() -> None:
         static_term(torch.ones(2, dtype=torch.complex128), "bogus")
     with pytest.raises(ValueError, match="dynamic criterion"):
         dynamic_term(torch.ones(2, dtype=torch.complex128), "bogus")
+
+
+def test_linear_cka_oracles() -> None:
+    from skd.losses import linear_cka
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 4, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    assert abs(float(linear_cka(a, 3.0 * a @ q)) - 1.0) < 1e-9  # orthogonal transform and scale: 1
+    b = torch.randn(500, 6, generator=g, dtype=torch.float64)
+    assert float(linear_cka(a, b)) < 0.02  # independent: ~0
+    mixed = float(linear_cka(a, torch.cat([a[:, :1], b], 1)))
+    assert 0.05 < mixed < 0.9
+
+
+def test_independence_term_pulls_a_shared_signal_out_of_the_dynamic_part() -> None:
+    from skd.losses import independence_term
+
+    g = torch.Generator().manual_seed(1)
+    k, T, B = 4, 6, 64
+    C = torch.diag(torch.tensor([1.0, 1.0, 0.3, -0.4], dtype=torch.float64))  # coordinates 0, 1 static
+    voice = torch.randn(B, 1, generator=g, dtype=torch.float64)
+    z = torch.randn(B, T, k, generator=g, dtype=torch.float64) * 0.1
+    z[:, :, 0] += voice
+    z_leak = z.clone()
+    z_leak[:, :, 2] += voice  # the same voice also in a dynamic coordinate
+    cfg = LossConfig(static_size=2)
+    clean, leak = float(independence_term(z, C, cfg)), independence_term(z_leak.requires_grad_(True), C, cfg)
+    assert clean < 0.2 < float(leak.detach())
+    leak.backward()
+    assert torch.isfinite(z_leak.grad).all() and float(z_leak.grad[:, :, 2].abs().sum()) > 0
+    assert float(independence_term(z, C * float("nan"), cfg)) == 0.0
+
+
+def test_w_indep_adds_a_named_part() -> None:
+    from types import SimpleNamespace
+
+    from skd.losses import compute_losses
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(8, 5, 3, generator=g)
+    z = torch.randn(8, 5, 4, generator=g)
+    out = SimpleNamespace(x_rec=x + 0.1, x_pred=x, z=z, z_pred=z, C=torch.diag(torch.tensor([1.0, 0.9, 0.2, 0.1])))
+    off, parts_off = compute_losses(x, out, LossConfig(static_size=1))
+    on, parts = compute_losses(x, out, LossConfig(static_size=1, w_indep=2.0))
+    assert "indep" not in parts_off and torch.isclose(on, off + 2.0 * parts["indep"])

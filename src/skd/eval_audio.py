@@ -92,7 +92,7 @@ class AudioEval:
     coords: str
     fit_batch: int
     extra: dict[str, Any] = field(default_factory=dict)
-    swap: dict[str, float] = field(default_factory=dict)  # see :func:`swap_check` (empty for unseen test speakers)
+    swap: dict[str, Any] = field(default_factory=dict)  # see :func:`swap_check`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,7 +129,9 @@ def swap_check(
     Each test chunk i gets a donor chunk j (random, different speaker — and different content
     when labelled). The swap dynamic(i) + static(j) is decoded, re-encoded, and read by linear
     probes fitted on training chunks: the speaker probe on the static embedding should answer
-    j's speaker, the content probe on the dynamic embedding i's content.
+    j's speaker, the content probe on the dynamic embedding i's content. When the test speakers
+    do not occur in training (a speaker-disjoint split), the speaker probe is fitted on the
+    static embeddings of the unswapped test chunks instead (``speaker_probe`` in the result).
     """
     g = torch.Generator().manual_seed(seed)
     spk = test.labels[speaker]
@@ -150,7 +152,13 @@ def swap_check(
     emb = {part: part_embeddings(z_new, basis, part, coords=coords) for part in ("static", "dynamic")}
     train_emb = {part: part_embeddings(z_tr, basis, part, coords=coords) for part in ("static", "dynamic")}
     out = {}
-    pred = LinearProbe().fit(train_emb["static"], train.labels[speaker]).predict(emb["static"])
+    seen = set(spk.tolist()) <= set(train.labels[speaker].tolist())
+    if seen:
+        probe = LinearProbe().fit(train_emb["static"], train.labels[speaker])
+    else:
+        probe = LinearProbe().fit(part_embeddings(z, basis, "static", coords=coords), spk)
+    out["speaker_probe"] = "train" if seen else "test (unswapped)"
+    pred = probe.predict(emb["static"])
     out["speaker_of_static_donor"] = float((pred == spk[donor]).double().mean())
     if con is not None:
         pred = LinearProbe().fit(train_emb["dynamic"], train.labels[content]).predict(emb["dynamic"])
@@ -209,6 +217,5 @@ def evaluate_audio(
         n_utterances=int(spk.shape[0]), n_speakers=int(len(torch.unique(spk))),
         n_static=int(basis.static.sum()), k=int(basis.static.shape[0]), probe_protocol=protocol, coords=coords,
         fit_batch=min(fit_batch, len(train)), extra={"content_factor": content},
-        swap=swap_check(model, train, test, basis, speaker=speaker, content=content, coords=coords, seed=seed)
-        if set(test.labels[speaker].tolist()) <= set(train.labels[speaker].tolist()) else {},
+        swap=swap_check(model, train, test, basis, speaker=speaker, content=content, coords=coords, seed=seed),
     )

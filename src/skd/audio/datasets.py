@@ -352,7 +352,7 @@ def load_audio_dataset(cfg) -> tuple[AudioData, AudioData | None]:
     spec = spec_from_config(cfg, rate)
     seq_len = cfg.seq_len
     if seq_len == 0:
-        lengths = [x.size * rate / sr for e, (x, sr) in zip(entries, waves) if e.split == "train"]
+        lengths = [active_samples(x, sr) * rate / sr for e, (x, sr) in zip(entries, waves) if e.split == "train"]
         seq_len = auto_seq_len(lengths, spec, cfg.fit_coverage)
         log.info("data.seq_len=0: %d frames (%.3f s) hold %.0f %% of the training clips whole", seq_len,
                  spec.samples_for(seq_len) / rate, 100 * cfg.fit_coverage)
@@ -360,9 +360,21 @@ def load_audio_dataset(cfg) -> tuple[AudioData, AudioData | None]:
                             waves=waves)
 
 
+def active_samples(x: np.ndarray, sample_rate: int, *, floor_db: float = -40.0) -> int:
+    """Samples from the first to the last 10 ms frame whose RMS is within ``floor_db`` of the
+    loudest frame: the clip's duration without leading and trailing silence."""
+    n = max(1, sample_rate // 100)
+    frames = x[: x.size // n * n].reshape(-1, n) if x.size >= n else x.reshape(1, -1)
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(1))  # (F,)
+    if rms.max() <= 0:
+        return 0
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (floor_db / 20))
+    return int((loud[-1] - loud[0] + 1) * n) if frames.shape[0] > 1 else int(x.size)
+
+
 def auto_seq_len(lengths: Sequence[float], spec: SpectrogramSpec, coverage: float = 0.95) -> int:
     """Frames per chunk that hold the ``coverage`` quantile of clip ``lengths`` (in samples at the
-    spec's rate) whole — a window of (T - 1)·hop samples, so T = 1 + ceil(n / hop) — at least 8
+    spec's rate; :func:`active_samples` when loading) whole — a window of (T - 1)·hop samples, so T = 1 + ceil(n / hop) — at least 8
     frames (``data.seq_len = 0``)."""
     if not len(lengths):
         raise ValueError("data.seq_len=0 needs training clips to measure")

@@ -118,6 +118,8 @@ def run_audio(args: argparse.Namespace) -> dict[str, Any]:
         line = f"  swaps, re-encoded: speaker = static donor's {_pct(res.swap['speaker_of_static_donor'])}"
         if "content_of_dynamic_source" in res.swap:
             line += f"   {content} = dynamic source's {_pct(res.swap['content_of_dynamic_source'])}"
+        if res.swap.get("speaker_probe", "train") != "train":
+            line += "   (speaker probe fitted on the unswapped test chunks: test speakers unseen in training)"
         print(line)
     return res.to_dict()
 
