@@ -9,8 +9,11 @@ from skd.config import ConfigError, ModelConfig, load_config, preset_dir, resolv
 def test_every_preset_loads() -> None:
     presets = sorted(preset_dir().glob("*.toml"))
     assert {"default", "demo"} <= {p.stem for p in presets}
+    folder = {"speech": ["data.path='words'", "data.pattern='(?P<speaker>[^/]+)/'"]}  # templates: the user names the folder
     for p in presets:
-        load_config(p)
+        load_config(p, folder.get(p.stem))
+    with pytest.raises(ConfigError, match="data.path is required"):
+        load_config("speech")
 
 
 def test_overrides_are_typed() -> None:

@@ -82,7 +82,6 @@ class LossConfig:
     w_rec: float = 15.0
     w_pred: float = 1.0
     w_eig: float = 1.0
-    w_indep: float = 0.0  # linear CKA between time-averaged static and dynamic parts (skd.losses; off = the paper)
     static_size: int = 7  # k_s, counted in unique components (a conjugate pair counts once)
     static_criterion: Literal["ball", "norm", "real"] = "ball"
     dynamic_criterion: Literal["real", "thresh", "strict", "ball"] = "real"
@@ -95,7 +94,7 @@ class LossConfig:
     def __post_init__(self) -> None:
         if self.static_size < 0:
             raise ConfigError(f"loss.static_size={self.static_size} must be >= 0")
-        if min(self.w_rec, self.w_pred, self.w_eig, self.w_indep) < 0:
+        if min(self.w_rec, self.w_pred, self.w_eig) < 0:
             raise ConfigError("loss weights must be >= 0")
         if self.ridge < 0:
             raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")

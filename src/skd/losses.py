@@ -1,12 +1,7 @@
 """Training objective of SKD (METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
 
-L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig (+ w_indep·L_indep), every
-term an MSE-type mean. ``compute_losses`` returns the total and a named breakdown.
-
-L_indep (off by default, not in the paper) is the linear CKA between the time-averaged static and
-dynamic parts of the batch's sequences: what one part says about a sequence should not be
-linearly predictable from the other (a voice left in the dynamic part correlates with the voice
-in the static part).
+L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig, every term an MSE-type
+mean. ``compute_losses`` returns the total and a named breakdown.
 """
 from __future__ import annotations
 
@@ -14,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
-from .koopman import eig_sorted, project, select_static
+from .koopman import eig_sorted, select_static
 from .model import ModelOutput
 from .precision import full_precision
 
@@ -77,38 +72,6 @@ def spectral_loss(C: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[
     return s + d, {"eig_static": s, "eig_dynamic": d}
 
 
-def linear_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Linear CKA of two sets of rows a (B, d1), b (B, d2): ‖AᵀB‖²_F / (‖AᵀA‖_F ‖BᵀB‖_F) with
-    centred A, B. In [0, 1]; 0 when every coordinate of a is uncorrelated with every one of b,
-    1 when one is an orthogonal transform (times a scale) of the other."""
-    a, b = a - a.mean(0), b - b.mean(0)
-    ab = (a.T @ b).pow(2).sum()
-    return ab / ((a.T @ a).pow(2).sum().sqrt() * (b.T @ b).pow(2).sum().sqrt()).clamp_min(1e-12)
-
-
-def independence_term(z: torch.Tensor, C: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    """L_indep = linear_cka(mean_t static part, mean_t dynamic part) of latents z (B, T, k).
-
-    The split is the eigen split of the batch's C (detached: the gradient reaches the encoder
-    through z only). A non-finite C or a failed decomposition gives 0 (the spectral loss reports it).
-    """
-    zero = z.sum() * 0.0
-    if not bool(torch.isfinite(C).all()):
-        return zero
-    try:
-        eig = eig_sorted(C.detach().double())
-    except torch.linalg.LinAlgError:
-        return zero
-    mask = select_static(eig, min(cfg.static_size, eig.n_components), cfg.static_criterion)
-    if bool(mask.all()) or not bool(mask.any()):
-        return zero
-    zd = z.double()
-    s = project(zd, eig, mask).mean(1)  # (B, k)
-    d = project(zd, eig, ~mask).mean(1)  # (B, k)
-    out = linear_cka(s, d)
-    return out if bool(torch.isfinite(out)) else zero
-
-
 def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss and its parts {rec, pred_latent, pred_ambient, eig, eig_static, eig_dynamic}.
 
@@ -132,10 +95,5 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
         eig_parts = {"eig_static": eig, "eig_dynamic": eig}
     total = cfg.w_rec * rec + cfg.w_pred * (pred_latent + pred_ambient) + cfg.w_eig * eig
     parts = {"rec": rec, "pred_latent": pred_latent, "pred_ambient": pred_ambient, "eig": eig}
-    if cfg.w_indep > 0:
-        with full_precision(out.C.device.type):
-            indep = independence_term(out.z, out.C, cfg).to(rec.dtype)
-        total = total + cfg.w_indep * indep
-        parts["indep"] = indep
     parts.update({k: v.to(rec.dtype) for k, v in eig_parts.items()})
     return total, parts
