@@ -16,6 +16,7 @@ every batch; ``split="eigen"`` (default) is the plain eigen split of Eq. 5.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -69,118 +70,181 @@ def manipulate(z: torch.Tensor, basis: ops.KoopmanBasis, keep: str, how: str, g:
     raise ValueError(f"manipulation {how!r} must be 'sample' or 'swap'")
 
 
+@dataclass(frozen=True)
+class TwoFactorSpec:
+    """How Protocols A and B are run: draws, batching, which pairs, and which static split.
+
+    ``only``: a subset of (protocol, manipulation) pairs, e.g. ``(("A", "sample"),)``;
+    ``sanity=False`` skips the reconstruction sanity line. ``basis``: one fixed Koopman basis (C
+    of Eq. 3 and its static split, ``split`` names which) used for every batch, e.g. fitted on
+    training sequences by :func:`skd.showcase.fit_reference_basis`; by default (None) C is refitted
+    on every test batch of ``batch_size`` sequences, as in the reference code. ``basis_note``
+    describes a fixed basis in the report (e.g. "2048 training sequences").
+    """
+
+    repeats: int = 5
+    batch_size: int = 256
+    seed: int = 0
+    only: tuple[tuple[str, str], ...] | None = None
+    sanity: bool = True
+    split: str = "eigen"
+    basis: ops.KoopmanBasis | None = None
+    basis_note: str = ""
+
+    def __post_init__(self) -> None:
+        from .split import SPLITS
+
+        if self.repeats < 1:
+            raise ValueError(f"repeats={self.repeats} must be >= 1")
+        if self.batch_size < 3:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 3")
+        if self.split not in SPLITS:
+            raise ValueError(f"split={self.split!r} must be one of {', '.join(SPLITS)}")
+        if self.basis is not None and self.split == "refined" and self.basis.split is None:
+            raise ValueError("split='refined' with a fixed basis needs a basis with a refined split "
+                             "(fit_reference_basis(split='refined'))")
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(p, h) for p in PROTOCOLS for h in MANIPULATIONS if self.only is None or (p, h) in self.only]
+
+
+@dataclass
+class _Batch:
+    span: tuple[int, int]
+    z: torch.Tensor  # (B, T, k) latents of the batch
+    basis: ops.KoopmanBasis
+    moved: int  # refined split: directions moved to the dynamic side (0 for the eigen split)
+
+
+def _encode_batches(model: KoopmanAE, cfg: Config, data: SequenceData, spec: TwoFactorSpec,
+                    judges: Sequence[Judge]) -> tuple[list[_Batch], dict]:
+    """Latents and bases of every test batch (they do not depend on the draw), and the sanity
+    numbers of every judge: reconstruction MSE, accuracy on reconstructions and on originals."""
+    from .split import refine_split
+
+    batches: list[_Batch] = []
+    mse_sum = 0.0
+    rec_probs: list[list[dict[str, torch.Tensor]]] = [[] for _ in judges]
+    orig_probs: list[list[dict[str, torch.Tensor]]] = [[] for _ in judges]
+    for a, b in _batches(len(data), spec.batch_size):
+        x = data.batch(torch.arange(a, b))
+        z = ops.encode(model, x)
+        moved = 0
+        if spec.basis is not None:
+            basis = spec.basis
+        else:
+            basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
+                                  ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+            if spec.split == "refined":
+                refined = refine_split(z, basis, seed=spec.seed)
+                basis, moved = refined.basis, len(refined.motion)
+        batches.append(_Batch((a, b), z, basis, moved))
+        if spec.sanity:
+            rec = ops.decode(model, z)
+            mse_sum += float(((rec - x) ** 2).sum())
+            for j, judge in enumerate(judges):
+                rec_probs[j].append(judge_probs(judge, rec))
+                orig_probs[j].append(judge_probs(judge, x))
+    sanity = []
+    for j, judge in enumerate(judges):
+        if not spec.sanity:
+            sanity.append({})
+            continue
+        heads = [f.name for f in judge.factors]
+        acc = lambda chunks, n: float((torch.cat([c[n] for c in chunks]).argmax(-1) == data.labels[n]).double().mean())  # noqa: E731
+        sanity.append({"reconstruction_mse": mse_sum / float(data.x.numel()),
+                       "judge_acc_on_reconstructions": {n: acc(rec_probs[j], n) for n in heads},
+                       "judge_acc_on_originals": {n: acc(orig_probs[j], n) for n in heads}})
+    return batches, {"sanity": sanity}
+
+
+def _score_draw(chunks: list[dict[str, torch.Tensor]], judge: Judge, data: SequenceData, keep: str
+                ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], dict[str, float]]:
+    """One draw of one (protocol, manipulation): scores and confusion of the KEPT heads, and the
+    rate at which each REPLACED head still reads the original label."""
+    scores, cms, unchanged = {}, {}, {}
+    for f in judge.factors:
+        p = torch.cat([c[f.name] for c in chunks]).numpy()
+        y = data.labels[f.name].numpy()
+        if f.kind != keep:
+            unchanged[f.name] = float((p.argmax(-1) == y).mean())
+            continue
+        scores[f.name] = judge_scores(p, y)
+        cms[f.name] = confusion_matrix(p, y)
+    return scores, cms, unchanged
+
+
+def _mean_std(vals: list[float]) -> dict[str, float]:
+    a = np.asarray(vals, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std())}
+
+
+def evaluate_judges(model: KoopmanAE, cfg: Config, judges: Sequence[Judge], data: SequenceData,
+                    spec: TwoFactorSpec = TwoFactorSpec(), *, progress: bool = True) -> list[EvalReport]:
+    """Protocols A and B with sampling and swapping, mean ± std over ``spec.repeats`` fresh draws,
+    every manipulated batch read by each of ``judges`` (one report per judge, in order): the draws
+    are the same for every judge, so their reports differ only by the judge."""
+    if not judges:
+        raise ValueError("evaluate_judges needs at least one judge")
+    for judge in judges:
+        check_judge_matches(judge, data)
+    if len(data) < 3:
+        raise ValueError(f"evaluation needs at least 3 sequences, got {len(data)}")
+    batches, extra = _encode_batches(model, cfg, data, spec, judges)
+    g = torch.Generator().manual_seed(spec.seed)
+    pairs = spec.pairs()
+    # judge -> (protocol, manipulation) -> one entry per draw
+    draws: list[dict[tuple[str, str], list]] = [{key: [] for key in pairs} for _ in judges]
+    bar = tqdm(total=spec.repeats * len(batches), disable=not progress, desc="eval", dynamic_ncols=True)
+    for _ in range(spec.repeats):
+        probs: list[dict[tuple[str, str], list]] = [{key: [] for key in pairs} for _ in judges]
+        for batch in batches:
+            for proto, how in pairs:
+                frames = ops.decode(model, manipulate(batch.z, batch.basis, PROTOCOLS[proto], how, g))
+                for j, judge in enumerate(judges):
+                    probs[j][(proto, how)].append(judge_probs(judge, frames))
+            bar.update(1)
+        for j, judge in enumerate(judges):
+            for key in pairs:
+                draws[j][key].append(_score_draw(probs[j][key], judge, data, PROTOCOLS[key[0]]))
+    bar.close()
+    dims = [b.basis.static_dims for b in batches]
+    split_info: dict = {"kind": spec.split, "fit": "per batch" if spec.basis is None else (spec.basis_note or "fixed basis"),
+                        "static_dims_min": int(min(dims)), "static_dims_max": int(max(dims))}
+    if spec.split == "refined" and spec.basis is None:
+        moved = [b.moved for b in batches]
+        split_info.update(moved_per_batch_mean=float(np.mean(moved)), moved_per_batch_min=int(min(moved)),
+                          moved_per_batch_max=int(max(moved)))
+    return [_report(judge, draws[j], extra["sanity"][j], spec, len(data), split_info) for j, judge in enumerate(judges)]
+
+
+def _report(judge: Judge, draws: dict[tuple[str, str], list], sanity: dict, spec: TwoFactorSpec, n: int,
+            split_info: dict) -> EvalReport:
+    table: dict = {}
+    cms: dict = {}
+    unchanged: dict = {}
+    for (proto, how), reps in draws.items():
+        for name in reps[0][0]:
+            for metric in ("acc", "is", "h_yx", "h_y"):
+                table.setdefault(proto, {}).setdefault(how, {}).setdefault(name, {})[metric] = _mean_std(
+                    [rep[0][name][metric] for rep in reps])
+            cms.setdefault(proto, {}).setdefault(how, {})[name] = sum(rep[1][name] for rep in reps).tolist()
+        for name in reps[0][2]:
+            unchanged.setdefault(proto, {}).setdefault(how, {})[name] = _mean_std([rep[2][name] for rep in reps])
+    names = {f.name: list(f.values) for f in judge.factors}
+    return EvalReport(table, sanity, spec.repeats, spec.batch_size, n, cms, names, split_info, unchanged)
+
+
 def evaluate_two_factor(
     model: KoopmanAE, cfg: Config, judge: Judge, data: SequenceData, *, repeats: int = 5, batch_size: int = 256,
     seed: int = 0, progress: bool = True, only: tuple[tuple[str, str], ...] | None = None, sanity: bool = True,
     split: str = "eigen", basis: ops.KoopmanBasis | None = None, basis_note: str = "",
 ) -> EvalReport:
-    """Protocols A and B with sampling and swapping, mean ± std over ``repeats`` fresh draws.
-
-    ``only``: a subset of (protocol, manipulation) pairs, e.g. ``(("A", "sample"),)``;
-    ``sanity=False`` skips the reconstruction sanity line (both for quick checks during training).
-    ``basis``: one fixed Koopman basis (C of Eq. 3 and its static split, ``split`` names which)
-    used for every batch, e.g. fitted on training sequences by
-    :func:`skd.showcase.fit_reference_basis`; by default C is refitted on every test batch of
-    ``batch_size`` sequences, as in the reference code. ``basis_note`` describes a fixed basis
-    in the report (e.g. "2048 training sequences").
-    """
-    check_judge_matches(judge, data)
-    if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be >= 1")
-    if len(data) < 3:
-        raise ValueError(f"evaluation needs at least 3 sequences, got {len(data)}")
-    from .split import SPLITS, refine_split
-
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} must be one of {', '.join(SPLITS)}")
-    if basis is not None and split == "refined" and basis.split is None:
-        raise ValueError("split='refined' with a fixed basis needs a basis with a refined split (fit_reference_basis(split='refined'))")
-    fixed = basis
-    heads = {f.name: f.kind for f in judge.factors}
-    spans = _batches(len(data), batch_size)
-    g = torch.Generator().manual_seed(seed)
-    runs: dict[tuple[str, str], list[dict[str, dict[str, float]]]] = {}
-    confusion: dict[tuple[str, str, str], np.ndarray] = {}
-    mse_sum, rec_probs, orig_probs = 0.0, [], []
-    moved: list[int] = []  # directions moved to the dynamic side per batch (split="refined")
-    dims: list[int] = []  # dimension of the static part per batch
-    kept_rate: dict[tuple[str, str, str], list[float]] = {}  # replaced heads still reading the original label
-    bar = tqdm(total=repeats * len(spans), disable=not progress, desc="eval", dynamic_ncols=True)
-    # latents and bases depend only on the batch, not on the draw: computed in the first repeat, reused after
-    cached: list[tuple[torch.Tensor, ops.KoopmanBasis]] = []
-    for r in range(repeats):
-        probs: dict[tuple[str, str], list[dict[str, torch.Tensor]]] = {}
-        for i, (a, b) in enumerate(spans):
-            if r > 0:
-                z, basis_b = cached[i]
-            else:
-                x = data.batch(torch.arange(a, b))
-                z = ops.encode(model, x)
-                if fixed is not None:
-                    basis_b = fixed
-                else:
-                    basis_b = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
-                                            ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
-                    if split == "refined":
-                        refined = refine_split(z, basis_b, seed=seed)
-                        basis_b = refined.basis
-                        moved.append(len(refined.motion))
-                dims.append(basis_b.static_dims)
-                cached.append((z, basis_b))
-                if sanity:
-                    rec = ops.decode(model, z)
-                    mse_sum += float(((rec - x) ** 2).sum())
-                    rec_probs.append(judge_probs(judge, rec))
-                    orig_probs.append(judge_probs(judge, x))
-            for proto, keep in PROTOCOLS.items():
-                for how in MANIPULATIONS:
-                    if only is not None and (proto, how) not in only:
-                        continue
-                    frames = ops.decode(model, manipulate(z, basis_b, keep, how, g))
-                    probs.setdefault((proto, how), []).append(judge_probs(judge, frames))
-            bar.update(1)
-        for key, chunks in probs.items():
-            keep = PROTOCOLS[key[0]]
-            scores = {}
-            for name, kind in heads.items():
-                if kind != keep:  # a replaced factor: how often does the judge still read the original?
-                    own = torch.cat([c[name] for c in chunks]).argmax(-1).numpy() == data.labels[name].numpy()
-                    kept_rate.setdefault((*key, name), []).append(float(own.mean()))
-                    continue
-                p = torch.cat([c[name] for c in chunks]).numpy()
-                scores[name] = judge_scores(p, data.labels[name].numpy())
-                cm = confusion_matrix(p, data.labels[name].numpy())
-                confusion[(*key, name)] = confusion.get((*key, name), 0) + cm
-            runs.setdefault(key, []).append(scores)
-    bar.close()
-    table: dict = {}
-    for (proto, how), reps in runs.items():
-        for name in reps[0]:
-            for metric in ("acc", "is", "h_yx", "h_y"):
-                vals = np.array([rep[name][metric] for rep in reps], dtype=np.float64)
-                table.setdefault(proto, {}).setdefault(how, {}).setdefault(name, {})[metric] = {
-                    "mean": float(vals.mean()), "std": float(vals.std())}
-    unchanged: dict = {}
-    for (proto, how, name), vals in kept_rate.items():
-        unchanged.setdefault(proto, {}).setdefault(how, {})[name] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
-    cms: dict = {}
-    for (proto, how, name), cm in confusion.items():
-        cms.setdefault(proto, {}).setdefault(how, {})[name] = cm.tolist()
-    names = {f.name: list(f.values) for f in judge.factors if f.name in heads}
-    labels = {name: data.labels[name].numpy() for name in heads}
-    split_info: dict = {"kind": split, "fit": "per batch" if fixed is None else (basis_note or "fixed basis"),
-                        "static_dims_min": int(min(dims)), "static_dims_max": int(max(dims))}
-    if split == "refined" and fixed is None:
-        split_info.update(moved_per_batch_mean=float(np.mean(moved)), moved_per_batch_min=int(min(moved)),
-                          moved_per_batch_max=int(max(moved)))
-    if not sanity:
-        return EvalReport(table, {}, repeats, batch_size, len(data), cms, names, split_info, unchanged)
-    sanity = {
-        "reconstruction_mse": mse_sum / float(data.x.numel()),
-        "judge_acc_on_reconstructions": {n: float((torch.cat([c[n] for c in rec_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
-        "judge_acc_on_originals": {n: float((torch.cat([c[n] for c in orig_probs]).argmax(-1).numpy() == labels[n]).mean()) for n in heads},
-    }
-    return EvalReport(table, sanity, repeats, batch_size, len(data), cms, names, split_info, unchanged)
+    """Protocols A and B read by one judge: :func:`evaluate_judges` with a :class:`TwoFactorSpec`
+    built from the keyword arguments (same names and meaning)."""
+    spec = TwoFactorSpec(repeats=repeats, batch_size=batch_size, seed=seed, only=only, sanity=sanity, split=split,
+                         basis=basis, basis_note=basis_note)
+    return evaluate_judges(model, cfg, [judge], data, spec, progress=progress)[0]
 
 
 def markdown_table(report: EvalReport) -> str:

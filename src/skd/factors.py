@@ -237,6 +237,10 @@ def _canonical(labels: np.ndarray, units: StaticUnits, feats: list[np.ndarray]) 
 MOTION = "motion"  # name of the group of static directions that carry motion (skd.split)
 
 
+class TooManyGroups(ValueError):
+    """More factor groups were asked for than there are static directions to group."""
+
+
 def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None = None, *, seed: int = 0,
                     max_samples: int = 1500, kind: str = "ica", units: StaticUnits | None = None,
                     motion: list[int] | None = None, affinity: str = "dependence",
@@ -257,7 +261,7 @@ def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None =
     if n_groups is not None and n_groups > len(rest):
         what = "static components" if units.kind == "eigen" else "static directions"
         extra = f" ({len(motion)} more carry motion)" if motion else ""
-        raise ValueError(f"--n-factors={n_groups} exceeds the {len(rest)} {what}{extra}")
+        raise TooManyGroups(f"n_groups={n_groups} exceeds the {len(rest)} {what}{extra}")
     feats = units.features(z)
     dep = (dependence_matrix(feats, max_samples=max_samples, seed=seed) if affinity != "footprint"
            else np.eye(len(feats)))  # footprint alone: the O(U² n²) distance correlations are not needed

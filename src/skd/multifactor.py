@@ -215,19 +215,30 @@ def evaluate_multifactor(model: KoopmanAE, judge: Judge, data: SequenceData, fs:
 
     Returns {"matrix": {group: {head: acc}}, "on_target", "off_target", "action", "mean", "chance"}
     where the matrix entry is the accuracy against the DONOR's label for the group's own head and
-    against the RECEIVER's label for every other head.
+    against the RECEIVER's label for every other head. ``fs`` is the factor set the groups
+    belong to (kept for the call's symmetry with the other pipelines).
     """
-    check_judge_matches(judge, data)
-    static_heads = [f.name for f in judge.factors if f.kind == "static"]
-    dyn_heads = [f.name for f in judge.factors if f.kind == "dynamic"]
-    sizes = {f.name: f.size for f in judge.factors}
+    return evaluate_multifactor_judges(model, [judge], data, groups, batch_size=batch_size, seed=seed,
+                                       progress=progress)[0]
+
+
+def evaluate_multifactor_judges(model: KoopmanAE, judges: list[Judge], data: SequenceData, groups: FactorGroups,
+                                *, batch_size: int = 256, seed: int = 0, progress: bool = True) -> list[dict]:
+    """:func:`evaluate_multifactor` with every swapped batch read by each judge (same donors,
+    same frames): one result per judge, in order."""
+    if not judges:
+        raise ValueError("evaluate_multifactor_judges needs at least one judge")
+    for judge in judges:
+        check_judge_matches(judge, data)
+    static_heads = [f.name for f in judges[0].factors if f.kind == "static"]
     named = [g for g in range(groups.n_groups) if groups.names and groups.names[g] in static_heads]
     if not named:
         raise ValueError("no factor group is named after a judge head; run `skd factors` on labelled data")
     g = torch.Generator().manual_seed(seed)
     n = len(data)
     donors = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
-    hits = {groups.names[gi]: {h: 0 for h in static_heads + dyn_heads} for gi in named}
+    heads = [[f.name for f in judge.factors] for judge in judges]
+    hits = [{groups.names[gi]: dict.fromkeys(hs, 0) for gi in named} for hs in heads]
     bar = tqdm(total=len(named) * ((n + batch_size - 1) // batch_size), disable=not progress, desc="multifactor")
     # every sequence is encoded once and its latents (N, T, k) reused by every group
     z_all = torch.cat([ops.encode(model, data.batch(torch.arange(a, min(a + batch_size, n))))
@@ -238,19 +249,43 @@ def evaluate_multifactor(model: KoopmanAE, judge: Judge, data: SequenceData, fs:
         for a in range(0, n, batch_size):
             recv = torch.arange(a, min(a + batch_size, n))
             don = donors[recv]
-            z_r, z_d = z_all[recv], z_all[don]
-            probs = judge_probs(judge, ops.decode(model, swap_groups(z_r, z_d, proj)))
-            for h in static_heads + dyn_heads:
-                want = data.labels[h][don] if h == f else data.labels[h][recv]
-                hits[f][h] += int((probs[h].argmax(-1) == want).sum())
+            frames = ops.decode(model, swap_groups(z_all[recv], z_all[don], proj))
+            for j, judge in enumerate(judges):
+                probs = judge_probs(judge, frames)
+                for h in heads[j]:
+                    want = data.labels[h][don] if h == f else data.labels[h][recv]
+                    hits[j][f][h] += int((probs[h].argmax(-1) == want).sum())
             bar.update(1)
     bar.close()
+    return [_multifactor_result(judge, hit, n) for judge, hit in zip(judges, hits)]
+
+
+def _multifactor_result(judge: Judge, hits: dict[str, dict[str, int]], n: int) -> dict:
+    static_heads = [f.name for f in judge.factors if f.kind == "static"]
+    dyn_heads = [f.name for f in judge.factors if f.kind == "dynamic"]
     matrix = {f: {h: c / n for h, c in row.items()} for f, row in hits.items()}
     on = {f: matrix[f][f] for f in matrix}
     off = {f: float(np.mean([matrix[f][h] for h in static_heads if h != f])) for f in matrix}
     act = {f: float(np.mean([matrix[f][h] for h in dyn_heads])) if dyn_heads else None for f in matrix}
     return {"matrix": matrix, "on_target": on, "off_target": off, "action": act,
-            "mean": {f: (on[f] + off[f]) / 2 for f in matrix}, "chance": {h: 1.0 / sizes[h] for h in sizes}, "n": n}
+            "mean": {f: (on[f] + off[f]) / 2 for f in matrix},
+            "chance": {f.name: 1.0 / f.size for f in judge.factors}, "n": n}
+
+
+def single_factor_grid(model: KoopmanAE, data: SequenceData, groups: FactorGroups, pairs: list[tuple[int, int]],
+                       out: Path) -> Path:
+    """For each pair (receiver i, donor j): the receiver, the donor, then one row per named
+    appearance group with only that group swapped in from the donor (motion stays the receiver's)."""
+    app = [g for g in range(groups.n_groups) if not groups.names or groups.names[g] != MOTION]
+    names = groups.names or [str(g) for g in range(groups.n_groups)]
+    rows, labels = [], []
+    for i, j in pairs:
+        x = data.batch([i, j])
+        z = ops.encode(model, x)  # (2, T, k)
+        zs = torch.cat([swap_groups(z[:1], z[1:], groups.projector_for([gi])) for gi in app])
+        rows += [x[0], x[1], *ops.decode(model, zs)]
+        labels += [f"receiver #{i}", f"donor #{j}", *(f"only {names[gi]}" for gi in app)]
+    return viz.save_grid(torch.stack(rows), out, row_labels=labels)
 
 
 @torch.no_grad()

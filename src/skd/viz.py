@@ -260,3 +260,40 @@ def plot_matrix(
         ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return _save_figure(fig, path)
+
+
+def plot_scorecard(
+    labels: Sequence[str], values: Sequence[float], targets: Sequence[float | None], path: str | Path, *,
+    image: str | Path | None = None, title: str | None = None,
+) -> Path:
+    """Horizontal bars of scorecard rows (fractions in [0, 1]) with their targets marked, rows that
+    miss their target in red; with ``image``, that picture (e.g. a swap grid) is shown on the left."""
+    if not (len(labels) == len(values) == len(targets)) or not labels:
+        raise ValueError("plot_scorecard needs as many labels, values and targets, at least one")
+    vals = np.asarray(values, dtype=np.float64)
+    n = len(labels)
+    has_img = image is not None
+    fig = _new_figure((13.0 if has_img else 7.5, max(3.0, 0.26 * n + 1.2)))
+    if has_img:
+        from PIL import Image
+
+        ax_img = fig.add_subplot(1, 2, 1)
+        with Image.open(image) as im:
+            ax_img.imshow(np.asarray(im.convert("RGB")))
+        ax_img.set_axis_off()
+        ax_img.set_title("single-factor swaps", fontsize=10)
+    ax = fig.add_subplot(1, 2, 2) if has_img else fig.add_subplot(1, 1, 1)
+    colors = ["tab:green" if t is None or v >= t else "tab:red" for v, t in zip(vals, targets)]
+    y = np.arange(n)[::-1]
+    ax.barh(y, vals, color=colors, height=0.7)
+    for yi, t in zip(y, targets):
+        if t is not None:
+            ax.plot([t, t], [yi - 0.4, yi + 0.4], color="black", lw=1.5)
+    ax.set_yticks(y, list(labels), fontsize=7)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("fraction (black tick: target)", fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path)
