@@ -203,6 +203,14 @@ def test_item05_a_crash_before_the_first_checkpoint_resumes_exactly(tmp_path, sh
     assert steps == [1, 2, 3, 4]
 
 
+def test_item05_an_early_non_finite_stop_leaves_a_resumable_folder(tmp_path, shapes) -> None:
+    cfg = tiny_config(max_steps=50, max_bad_steps=2, checkpoint_every=100, lr=1e30)  # explodes within a few steps
+    with pytest.raises(TrainingError, match="consecutive non-finite losses|parameters became non-finite"):
+        train(cfg, tmp_path / "run", shapes, progress=False)
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")  # the step-0 checkpoint: --resume has a start
+    assert ck["step"] == 0 and all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
 def test_item05_a_folder_with_only_its_config_resumes_from_step_0(run3, capsys) -> None:
     (run3 / "checkpoint.pt").unlink()  # as left by a crash before the first checkpoint
     assert main(["train", "-q", "--resume", str(run3), "--set", "train.max_steps=2"]) == 0
