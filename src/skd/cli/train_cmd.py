@@ -60,7 +60,7 @@ def _config(args: argparse.Namespace) -> tuple[Config, Path]:
     if args.resume:
         if args.out:
             raise ValueError("use either --resume RUN or --out RUN, not both")
-        from ..train import load_checkpoint_config
+        from ..resume import load_checkpoint_config
 
         return load_checkpoint_config(args.resume, [*extra, *args.overrides]), Path(args.resume)
     cfg = config_from_args(args, extra)
