@@ -188,7 +188,7 @@ def test_two_process_run_writes_one_checkpoint_and_resumes_exactly(job) -> None:
         assert res["first_step"] == 4 and res["resumed_step"] == 8
         assert res["resume_equal"], "resumed 2-process run differs from the uninterrupted one"
         assert res["bn_reverted"]
-    assert results[0]["training"]["files_after_4"] == ["checkpoint.pt", "config.json", "data.json", "metrics.jsonl", "result.json"]
+    assert results[0]["training"]["files_after_4"] == [".lock", "checkpoint.pt", "config.json", "data.json", "metrics.jsonl", "result.json"]
     steps = [json.loads(s)["step"] for s in (out / "a" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))  # rank 0 alone wrote metrics, once per step
     ck = load_checkpoint(out / "a" / "checkpoint.pt")

@@ -232,6 +232,20 @@ def test_bad_build_arguments(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]
 
 
+def test_item19_the_next_build_removes_what_a_killed_build_left(tmp_path, caplog):
+    """Issue #20 item 19: a kill -9 leaves .NAME.partial-*.tmp beside NAME; the next build removes it."""
+    data = tmp_path / "data"
+    partial = data / ".sprites.partial-k9x_1.tmp"  # as left by a build killed while writing
+    partial.mkdir(parents=True)
+    (partial / "sprites_X_train.npy").write_bytes(b"\0" * 50_000)
+    other = data / ".sprites32.partial-abc.tmp"  # another target's build: not ours to remove
+    other.mkdir()
+    build_sprites(SHEETS, data / "sprites", limit_train=2, limit_test=2, dtype="uint8", progress=False)
+    assert not partial.exists() and other.exists()
+    assert "partial build left by an interrupted build" in caplog.text and "48.8 KiB" in caplog.text
+    assert sorted(p.name for p in data.iterdir()) == [".sprites32.partial-abc.tmp", "sprites"]  # no lock left
+
+
 def _standard_copy(builds: Path, tmp_path: Path) -> Path:
     d = tmp_path / "std"
     d.mkdir()

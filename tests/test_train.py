@@ -120,8 +120,9 @@ def test_checkpoint_atomic_and_safe(tmp_path) -> None:
             return (print, ("pwned",))
 
     torch.save({"format": "skd-checkpoint", "version": 1, "obj": Evil()}, path)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a safe skd checkpoint.*was not loaded") as e:
         load_checkpoint(path)
+    assert "weights_only" not in str(e.value)  # no advice to load it unsafely
 
 
 def test_trained_ops_run_on_real_data(tmp_path, shapes) -> None:

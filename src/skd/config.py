@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -23,6 +24,32 @@ else:  # pragma: no cover
 
 class ConfigError(ValueError):
     """A configuration file, key or value is wrong."""
+
+
+def check_finite(cfg: Any, section: str) -> None:
+    """Every float field of the dataclass ``cfg`` (and every float in a tuple field) is finite.
+
+    One rule for all config sections: NaN or ±inf in a weight, a learning rate, a budget or a
+    regulariser is never meaningful, and a NaN would slip through every ``x < 0`` check.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{section}.{f.name}={value!r} must be a finite number")
+
+
+def check_device(name: str, where: str) -> None:
+    """``auto`` or a device string torch can parse (cpu, cuda, cuda:N, mps, ...); nothing is allocated."""
+    if name == "auto":
+        return
+    try:
+        import torch
+
+        torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{where}={name!r} is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,7 @@ class ModelConfig:
     output: Literal["auto", "sigmoid", "linear"] = "auto"  # decoder output; auto: conv sigmoid, mlp linear
 
     def __post_init__(self) -> None:
+        check_finite(self, "model")
         if self.k < 2:
             raise ConfigError(f"model.k={self.k} must be >= 2")
         if self.kind in ("auto", "conv") and self.image_size not in (32, 64):
@@ -92,6 +120,7 @@ class LossConfig:
     rcond: float = 1e-10  # relative eigenvalue cut-off of the normal-equation pseudo-inverse
 
     def __post_init__(self) -> None:
+        check_finite(self, "loss")
         if self.static_size < 0:
             raise ConfigError(f"loss.static_size={self.static_size} must be >= 0")
         if min(self.w_rec, self.w_pred, self.w_eig) < 0:
@@ -128,6 +157,10 @@ class TrainConfig:
     compile: bool = False  # torch.compile the frame networks
 
     def __post_init__(self) -> None:
+        check_finite(self, "train")
+        check_device(self.device, "train.device")
+        if self.threads < 0:
+            raise ConfigError(f"train.threads={self.threads} must be >= 0 (0 = torch's default)")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
@@ -177,6 +210,7 @@ class DataConfig:
     chunk_hop: int = 0  # audio, split: frames between chunk starts (0 = seq_len, no overlap)
 
     def __post_init__(self) -> None:
+        check_finite(self, "data")
         if self.name in ("arrays", "sprites", *AUDIO_DATA) and not self.path:
             raise ConfigError(f"data.path is required when data.name='{self.name}'")
         if self.n_train < 1 or self.n_test < 0:

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .config import ConfigError, DataConfig, _build, apply_overrides
+from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
+from .config import ConfigError, DataConfig, _build, apply_overrides, check_device, check_finite
 from .data.base import Factor, SequenceData
+from .limits import check_allocation, format_bytes, module_bytes
 from .nets.conv import ConvEncoder
 from .nets.mlp import MLPEncoder
 from .precision import frame_autocast, resolve_plan
@@ -60,6 +61,10 @@ class JudgeConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        check_finite(self, "judge")
+        check_device(self.device, "judge.device")
+        if self.threads < 0:
+            raise ConfigError(f"judge.threads={self.threads} must be >= 0 (0 = torch's default)")
         if self.width < 0 or min(self.feature, self.lstm_hidden, self.head_hidden, self.batch_size) < 1:
             raise ConfigError("judge sizes and batch_size must be >= 1")
         if self.epochs < 0 or self.max_steps < 0 or (self.epochs == 0 and self.max_steps == 0):
@@ -146,6 +151,16 @@ def judge_accuracy(judge: Judge, data: SequenceData, batch_size: int = 256, devi
     return {name: c / len(data) for name, c in correct.items()}
 
 
+def check_judge_fits(cfg: JudgeConfig, frame_shape: tuple[int, ...], factors: tuple[Factor, ...], copies: int,
+                     what: str) -> None:
+    """Refuse a judge whose ``copies`` × parameter memory cannot be allocated (4 to train with Adam).
+    The heads are sized by the factors' declared class counts."""
+    nbytes = module_bytes(lambda: Judge(cfg, frame_shape, factors))
+    heads = ", ".join(f"{f.name}: {f.size} classes" for f in factors)
+    check_allocation(copies * nbytes, f"{what} (a judge of {format_bytes(nbytes)} of parameters: judge.width={cfg.width}; "
+                                      f"heads {heads})")
+
+
 def labelled_factors(data: SequenceData) -> tuple[Factor, ...]:
     facs = tuple(f for f in data.factors if f.name in data.labels)
     if not facs:
@@ -184,6 +199,7 @@ def train_judge(
     device = device or torch.device("cpu")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    check_judge_fits(cfg, train.frame_shape, factors, 4, "training the judge")
     torch.manual_seed(cfg.seed)
     judge = Judge(cfg, train.frame_shape, factors).to(device)
     # training runs the frame encoder as skd training does (bf16 autocast + channels_last where the
@@ -251,11 +267,16 @@ def load_judge(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ju
         path = path / "judge.pt"
     ck = load_checkpoint(path, kind=JUDGE_KIND, map_location=device)
     c = ck["config"]
-    # judges saved before ``arch`` existed are reference judges
-    cfg = _build(JudgeConfig, {"arch": "reference", **c["judge"]}, "judge")
-    factors = tuple(Factor(f["name"], f["size"], f["kind"], tuple(f.get("values", ()))) for f in c["factors"])
-    judge = Judge(cfg, tuple(c["frame_shape"]), factors).to(device)
-    judge.load_state_dict(ck["model"])
+    try:
+        # judges saved before ``arch`` existed are reference judges
+        cfg = _build(JudgeConfig, {"arch": "reference", **c["judge"]}, "judge")
+        factors = tuple(Factor(f["name"], f["size"], f["kind"], tuple(f.get("values", ()))) for f in c["factors"])
+        frame_shape = tuple(int(v) for v in c["frame_shape"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the config stored in the judge checkpoint is invalid ({e!s})") from e
+    check_judge_fits(cfg, frame_shape, factors, 1, f"loading {path}")
+    judge = Judge(cfg, frame_shape, factors).to(device)
+    load_state_checked(judge, ck.get("model"), path, "judge")
     judge.eval()
     return judge, file_sha256(path)
 

@@ -50,6 +50,10 @@ def fit_reference_basis(
 
 def pick_pairs(data: SequenceData, n: int, *, seed: int = 0) -> list[tuple[int, int]]:
     """``n`` pairs (i, j) that differ in every labelled factor when labels allow, else random."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"number of pairs n={n!r} must be an integer >= 1")
+    if len(data) < 2:
+        raise ValueError(f"{data.name}: pairs need at least 2 sequences, the data has {len(data)}")
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data), generator=g).tolist()
     labs = [data.labels[f.name] for f in data.factors if f.name in data.labels]

@@ -9,6 +9,12 @@ The trainer knows nothing about the architecture: it builds ``KoopmanAE(cfg.mode
     RUN/metrics.jsonl    one JSON line per ``log_every`` steps
     RUN/checkpoint.pt    latest checkpoint (model, optimiser, RNG, position in the data)
     RUN/result.json      final summary
+    RUN/.lock            held (``flock``) by the process that trains the run; see skd.runfolder
+
+Reliability: the run folder is claimed with an exclusive lock for the whole run; every file but
+``metrics.jsonl`` and ``command.txt`` is replaced atomically; a step-0 checkpoint is written
+before the first step, so a run that dies at any point can be resumed; parameters are checked
+after every optimizer step and a non-finite model is never written over the last good checkpoint.
 
 Several processes (torchrun, srun, ``skd train --nproc N``; see docs/DISTRIBUTED.md): call
 :func:`skd.distributed.init_distributed` first. ``train.batch_size`` is then the GLOBAL batch:
@@ -26,6 +32,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,19 +42,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .config import Config, ConfigError, apply_overrides, config_from_dict, resolve_model_config
+from .checkpoint import DiskFullError, atomic_write_text, is_disk_full, load_checkpoint, load_state_checked, save_checkpoint
+from .config import Config, resolve_model_config
 from .data.base import SequenceData
+from .limits import check_allocation, format_bytes, module_bytes
 from .losses import compute_losses
 from .model import KoopmanAE
 from .precision import apply_plan, reset_plan, resolve_plan
+from .resume import CKPT_KIND, checkpoint_config, resume_point, truncate_metrics
+from .runfolder import claim_run_dir
 
 log = logging.getLogger(__name__)
-CKPT_KIND = "koopman-ae"
 
 
 class TrainingError(RuntimeError):
     """Training cannot continue (e.g. repeated non-finite losses)."""
+
+
+def _describe_saved(step: int | None) -> str:
+    return "none written yet" if step is None else f"step {step}"
 
 
 @dataclass
@@ -71,7 +84,10 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"device={name!r} is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device={name!r} but CUDA is not available")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -82,6 +98,12 @@ def resolve_device(name: str) -> torch.device:
 def grads_finite(model: torch.nn.Module) -> bool:
     """All parameter gradients finite, decided with one device synchronisation (not one per tensor)."""
     flags = [torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def params_finite(model: torch.nn.Module) -> bool:
+    """All parameters finite, decided with one device synchronisation."""
+    flags = [torch.isfinite(p.detach()).all() for p in model.parameters()]
     return bool(torch.stack(flags).all()) if flags else True
 
 
@@ -109,35 +131,26 @@ def build_model(cfg: Config) -> KoopmanAE:
     return KoopmanAE(cfg.model)
 
 
+def check_model_fits(cfg: Config, copies: int, what: str) -> None:
+    """Refuse a model whose ``copies`` × parameter memory cannot be allocated (measured on the meta
+    device, nothing allocated): 4 copies to train with Adam, 1 to evaluate."""
+    nbytes = module_bytes(lambda: build_model(cfg))
+    m = cfg.model
+    sizes = (f"model.hidden={m.hidden}, model.layers={m.layers}" if m.kind == "mlp" else f"model.width={m.width}")
+    check_allocation(copies * nbytes, f"{what} (a model of {format_bytes(nbytes)} of parameters: {sizes}, model.k={m.k})")
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[KoopmanAE, Config]:
     """The trained model (eval mode) and config of a run folder (or of one checkpoint file)."""
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / "checkpoint.pt"
     ckpt = load_checkpoint(path, kind=CKPT_KIND, map_location=device)
-    cfg = config_from_dict(ckpt["config"])
+    cfg = checkpoint_config(ckpt, path)
+    check_model_fits(cfg, 1, f"loading {path}")
     model = build_model(cfg).to(device)
-    model.load_state_dict(ckpt["model"])
+    load_state_checked(model, ckpt.get("model"), path)
     model.eval()
     return model, cfg
-
-
-def load_checkpoint_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
-    """The saved config of a run with ``train.*`` overrides applied (for ``--resume``).
-
-    Model, loss and data cannot change on resume: that would not continue the same run.
-    """
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no run to resume in {run_dir} (missing {path.name})")
-    for item in overrides or []:
-        key = item.split("=", 1)[0].strip()
-        if not key.startswith("train."):
-            raise ConfigError(f"cannot change {key} when resuming; only train.* settings may change")
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"corrupt {path}: {e}") from e
-    return config_from_dict(apply_overrides(saved, overrides or []))
 
 
 def _state(model, opt, step, epoch, pos, bad_total, elapsed) -> dict[str, Any]:
@@ -184,14 +197,6 @@ def _restore_rng(ckpt: dict[str, Any], world: D.WorldInfo, device: torch.device,
             torch.cuda.set_rng_state(ckpt["rng_cuda_ranks"][world.rank].clone(), device)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
-
-
 def train(
     cfg: Config,
     run_dir: str | Path,
@@ -204,27 +209,31 @@ def train(
     """Train a KoopmanAE on ``data`` into ``run_dir`` (or continue it exactly with ``resume``).
 
     In a process group (:func:`skd.distributed.init_distributed`) every rank calls this with the
-    same arguments; see the module docstring.
+    same arguments; see the module docstring. The run folder is claimed (an exclusive lock, see
+    :mod:`skd.runfolder`) by the main process for the whole call.
+
+    ``resume`` continues from ``RUN/checkpoint.pt`` with the stopping budget, device and
+    learning-rate decay of ``cfg``; a folder that holds only ``config.json`` (a run that died
+    before its first checkpoint) starts again from step 0 with that config.
     """
     world = D.world()
     run_dir = Path(run_dir)
+    claim = claim_run_dir(run_dir, create=not resume) if world.is_main else nullcontext()
+    with claim:
+        return _train(cfg, run_dir, data, world, resume=resume, progress=progress, command=command)
+
+
+def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *, resume: bool, progress: bool,
+           command: str | None) -> TrainResult:
     ckpt_path = run_dir / "checkpoint.pt"
     if resume:
-        ckpt = load_checkpoint(ckpt_path, kind=CKPT_KIND)
-        saved = config_from_dict(ckpt["config"])
-        # only the stopping budget, the device and the learning-rate decay may change on resume
-        cfg = dataclasses.replace(saved, train=dataclasses.replace(
-            saved.train, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, minutes=cfg.train.minutes, device=cfg.train.device,
-            lr_milestones=cfg.train.lr_milestones, lr_gamma=cfg.train.lr_gamma))
-        if (saved.train.lr_milestones, saved.train.lr_gamma) != (cfg.train.lr_milestones, cfg.train.lr_gamma) and world.is_main:
-            log.info("learning-rate decay changed on resume: milestones %s, gamma %g",
-                     list(cfg.train.lr_milestones), cfg.train.lr_gamma)
-            atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+        cfg, ckpt = resume_point(cfg, run_dir, world)
     else:
         if (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.jsonl").exists():
             raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
         ckpt = None
         cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg.model, data.frame_shape))
+    check_model_fits(cfg, 4, "training")  # parameters, gradients, Adam's two moments
     model_frame = KoopmanAE(cfg.model).frame_shape
     if tuple(data.frame_shape) != tuple(model_frame):
         raise ValueError(f"data frames {data.frame_shape} do not match the run's model frames {model_frame}")
@@ -249,14 +258,16 @@ def train(
     elapsed0 = 0.0
     run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        load_state_checked(model, ckpt.get("model"), ckpt_path)
         opt.load_state_dict(ckpt["optimizer"])
         step, epoch, pos = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
         bad_total, elapsed0 = int(ckpt["bad_total"]), float(ckpt["elapsed"])
         _restore_rng(ckpt, world, device, tc.seed, step)
         if world.is_main:
-            _truncate_metrics(run_dir / "metrics.jsonl", step)
+            truncate_metrics(run_dir / "metrics.jsonl", step)
     else:
+        if world.is_main and resume:  # from step 0: the metrics of the lost attempt go
+            truncate_metrics(run_dir / "metrics.jsonl", 0)
         if world.distributed:
             torch.manual_seed(_rank_seed(tc.seed, world.rank))  # each rank its own dropout masks
             D.barrier(device)  # every rank has checked the folder before rank 0 writes into it
@@ -276,18 +287,25 @@ def train(
     if not total_steps and not tc.minutes:
         raise ValueError("training has no budget: set train.epochs, train.max_steps or train.minutes")
 
+    saved_step = step if ckpt is not None else None
+
     def save() -> None:
+        nonlocal saved_step
+        if not params_finite(model):  # never replace the last good checkpoint with a broken model
+            raise TrainingError(f"parameters are not finite at step {step}; not written, the last good checkpoint "
+                                f"({_describe_saved(saved_step)}) is kept")
         rng = _gather_rng(world, device) if world.distributed else {}
         if world.is_main:
             state = _state(model, opt, step, epoch, pos, bad_total, elapsed0 + time.time() - t0)
             save_checkpoint(ckpt_path, kind=CKPT_KIND, config=cfg.to_dict(), state={**state, **rng})
-            if tc.keep_every and step % tc.keep_every == 0:  # history for time-to-quality curves
+            if tc.keep_every and step and step % tc.keep_every == 0:  # history for time-to-quality curves
                 keep_dir = run_dir / "checkpoints"
                 keep_dir.mkdir(exist_ok=True)
                 tmp = keep_dir / f".step_{step:08d}.pt.tmp"
                 shutil.copyfile(ckpt_path, tmp)
                 os.replace(tmp, keep_dir / f"step_{step:08d}.pt")
         D.barrier(device)  # nobody moves on before the checkpoint is in place
+        saved_step = step
 
     net: torch.nn.Module = model
     reduce = None
@@ -303,9 +321,12 @@ def train(
     stopped = "epochs"
     bar = tqdm(total=total_steps or None, initial=step, disable=not progress or not world.is_main, desc="train",
                dynamic_ncols=True)
-    metrics_file = open(run_dir / "metrics.jsonl", "a") if world.is_main else None
-    model.train()
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_file = open(metrics_path, "a") if world.is_main else None
     try:
+        if ckpt is None:
+            save()  # step 0: a run that dies before its first periodic checkpoint can be resumed
+        model.train()
         while True:
             if total_steps and step >= total_steps:
                 stopped = "max_steps" if tc.max_steps and step >= tc.max_steps else "epochs"
@@ -334,6 +355,11 @@ def train(
                     for group in opt.param_groups:
                         group["lr"] = lr_at(step, tc.lr, tc.lr_milestones, tc.lr_gamma)
                     opt.step()
+                    if not params_finite(model):  # a finite gradient can still overflow the update
+                        raise TrainingError(
+                            f"parameters became non-finite in the optimizer step at step {step + 1} (learning rate "
+                            f"{opt.param_groups[0]['lr']:g}); try a lower train.lr (last good checkpoint kept: "
+                            f"{_describe_saved(saved_step)})")
             pos += 1
             step += 1
             if not ok:
@@ -360,8 +386,14 @@ def train(
                 rec = {"step": step, "epoch": epoch, "time": round(elapsed0 + time.time() - t0, 3), **last,
                        "lr": opt.param_groups[0]["lr"], "bad_steps": bad_total}
                 if metrics_file is not None:
-                    metrics_file.write(json.dumps(rec) + "\n")
-                    metrics_file.flush()
+                    try:
+                        metrics_file.write(json.dumps(rec) + "\n")
+                        metrics_file.flush()
+                    except OSError as err:
+                        if not is_disk_full(err):
+                            raise
+                        raise DiskFullError(f"cannot append to {metrics_path}: no space left on the device "
+                                            "(the last checkpoint is kept; free space, then resume)") from err
                 bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("loss", "rec", "pred_latent", "pred_ambient", "eig")})
                 window = {}
             if step % tc.checkpoint_every == 0:

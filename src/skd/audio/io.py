@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..limits import check_allocation
+
 __all__ = ["AudioError", "read_audio", "write_wav", "resample", "sniff_format"]
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
@@ -60,7 +62,10 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     if not np.isfinite(x).all():
         raise AudioError(f"{path}: samples contain NaN or infinite values")
     if sample_rate is not None and sample_rate != sr:
-        x = resample(x, sr, sample_rate)
+        try:
+            x = resample(x, sr, sample_rate)
+        except ValueError as err:  # e.g. a header rate whose filter cannot be allocated
+            raise AudioError(f"{path}: {err}") from err
         sr = sample_rate
     return x.astype(np.float32, copy=False), sr
 
@@ -195,6 +200,10 @@ def resample(x: np.ndarray, orig_sr: int, new_sr: int, *, zeros: int = 16, rollo
     up, down = new_sr // g, orig_sr // g  # output m reads input at (m·down)/up
     cutoff = rolloff * min(1.0, up / down)  # fraction of the input Nyquist rate
     width = int(math.ceil(zeros / cutoff))  # filter half-width in input samples
+    n_taps = 2 * width + down
+    # the (up, L) filter is built in float64 about 4 times over; the signal is padded, the output is (n·up/down,)
+    check_allocation(8 * (4 * up * n_taps + 2 * (x.size + n_taps) + 2 * (x.size * up // down + up)),
+                     f"resampling {x.size} samples from {orig_sr} Hz to {new_sr} Hz (a filter of {up} x {n_taps} taps)")
     # phase p: output m = q·up + p sits at input q·down + p·down/up
     phase = torch.arange(up, dtype=torch.float64)[:, None] * down / up  # (up, 1)
     taps = torch.arange(-width, width + down, dtype=torch.float64)[None, :]  # (1, L)

@@ -13,6 +13,7 @@ import sys
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..launch import LaunchError
+from ..runfolder import FolderLockedError
 from ..train import TrainingError
 from .common import common_parent
 from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, scorecard_cmd, swap_cmd, train_cmd
@@ -20,7 +21,7 @@ from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, s
 COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd,
             "judge": judge_cmd, "eval": eval_cmd, "factors": factors_cmd, "morph": morph_cmd,
             "scorecard": scorecard_cmd}
-USER_ERRORS = (ConfigError, CheckpointError, TrainingError, LaunchError, ValueError, FileNotFoundError, FileExistsError,
+USER_ERRORS = (ConfigError, CheckpointError, TrainingError, LaunchError, FolderLockedError, ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, OSError, KeyError)
 
 

@@ -47,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.n_pairs < 1:  # checked before anything is loaded or written
+        raise ValueError(f"--n-pairs={args.n_pairs} must be >= 1")
+    if args.fit_batch < 2:
+        raise ValueError(f"--fit-batch={args.fit_batch} must be >= 2")
     model, cfg = load_run(args.run)
     if args.data:
         data_cfg = dataclasses.replace(cfg.data, name="arrays", path=args.data, labels="", test_path="")
@@ -55,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
         train, test = load_dataset(cfg.data)
         data = test if args.split == "test" and test is not None else train
     model.check_input(data.batch([0]))
-    if args.fit_batch < 2:
-        raise ValueError(f"--fit-batch={args.fit_batch} must be >= 2")
     out = Path(args.out) if args.out else Path(args.run) / "swaps"
     if cfg.data.name in AUDIO_DATA and not args.data:
         return _run_audio(args, model, cfg, data, out)

@@ -26,7 +26,19 @@ def data_config_from_spec(spec: str, base: DataConfig | None = None) -> DataConf
 
 
 def load_dataset(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
-    """(train, test) for a data config. ``test`` is None when the source has no held-out part."""
+    """(train, test) for a data config. ``test`` is None when the source has no held-out part.
+
+    The two parts are checked against each other: a model trained on one reads the other.
+    """
+    train, test = _load_parts(cfg)
+    if test is not None and tuple(test.frame_shape) != tuple(train.frame_shape):
+        where = cfg.test_path or cfg.path or cfg.name
+        raise ValueError(f"{where}: test sequences have frames of shape {tuple(test.frame_shape)}, but the training "
+                         f"data {cfg.path or cfg.name} has {tuple(train.frame_shape)}")
+    return train, test
+
+
+def _load_parts(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
     if cfg.name == "shapes":
         from .shapes import shapes_split
 
