@@ -34,6 +34,7 @@ def publish(src: Path, dst: Path, data_path: str, max_mb: float) -> list[Path]:
     if (src / "checkpoint.pt").is_file():
         ckpt = load_checkpoint(src / "checkpoint.pt", kind=CKPT_KIND)
         config = ckpt.pop("config")
+        old_path = config["data"]["path"]
         config["data"]["path"] = data_path
         for key in ("format", "version", "kind"):
             ckpt.pop(key)
@@ -45,6 +46,11 @@ def publish(src: Path, dst: Path, data_path: str, max_mb: float) -> list[Path]:
                 cfg = json.loads((src / name).read_text())
                 cfg["data"]["path"] = data_path
                 written.append(atomic_write_text(dst / name, json.dumps(cfg, indent=2, sort_keys=True) + "\n"))
+            elif name == "command.txt":  # the commands as a user would type them here
+                text = (src / name).read_text()
+                if old_path:
+                    text = text.replace(old_path, data_path)
+                written.append(atomic_write_text(dst / name, text.replace(str(src), str(dst))))
             else:
                 _copy(src / name, dst / name)
                 written.append(dst / name)
