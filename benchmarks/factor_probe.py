@@ -27,10 +27,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from skd import ops
+from skd.pipelines import ops
 from skd.data import data_config_from_spec, load_dataset
-from skd.multifactor import MOTION, fit_factors, fit_indices
-from skd.train import load_run
+from skd.evaluation.multifactor import MOTION, fit_factors, fit_indices
+from skd.training.loop import load_run
 
 
 def probe(x: np.ndarray, y: np.ndarray, half: int) -> float:

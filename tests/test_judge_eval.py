@@ -9,9 +9,9 @@ import torch
 
 from skd.cli.main import main
 from skd.data import load_dataset
-from skd.evaluate import _batches, evaluate_two_factor, markdown_table
-from skd.judge import check_judge_matches, judge_setup, load_judge, train_judge
-from skd.train import train
+from skd.evaluation.two_factor import _batches, evaluate_two_factor, markdown_table
+from skd.evaluation.judge import check_judge_matches, judge_setup, load_judge, train_judge
+from skd.training.loop import train
 
 from conftest import tiny_config
 
@@ -75,8 +75,8 @@ def test_evaluation_covers_every_sequence_and_both_protocols(tiny_world) -> None
 def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
     """A fixed basis fitted on exactly the evaluation batch reproduces the per-batch refit, draw for
     draw; a basis fitted elsewhere changes the result, and is recorded in the report."""
-    from skd import ops
-    from skd.showcase import fit_reference_basis
+    from skd.pipelines import ops
+    from skd.pipelines.basis import fit_reference_basis
 
     _, run, jr, te = tiny_world
     cfg = run.config
@@ -101,7 +101,7 @@ def test_unchanged_rate_exposes_a_split_that_replaces_nothing(tiny_world) -> Non
     reads exactly what it reads on plain reconstructions, and the static part has 0 dimensions."""
     import dataclasses
 
-    from skd import ops
+    from skd.pipelines import ops
 
     _, run, jr, te = tiny_world
     cfg = run.config

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from skd import ops
+from skd.pipelines import ops
 from skd.config import LossConfig, ModelConfig
 from skd.koopman import eig_sorted, select_static
-from skd.losses import compute_losses
+from skd.model.losses import compute_losses
 from skd.model import KoopmanAE
 
 

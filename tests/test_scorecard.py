@@ -8,14 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skd.checkpoint import load_checkpoint, save_checkpoint
+from skd.files.checkpoint import load_checkpoint, save_checkpoint
 from skd.cli.main import main
 from skd.data import load_dataset
 from skd.data.base import Factor
-from skd.evaluate import TwoFactorSpec, evaluate_judges, evaluate_two_factor
-from skd.judge import Judge, JudgeConfig, judge_setup, load_judge, train_judge
-from skd.scorecard import ScorecardSpec, Target, build_scorecard, msd_chance, msd_score, scorecard_rows
-from skd.train import train
+from skd.evaluation.two_factor import TwoFactorSpec, evaluate_judges, evaluate_two_factor
+from skd.evaluation.judge import Judge, JudgeConfig, judge_setup, load_judge, train_judge
+from skd.evaluation.scorecard import ScorecardSpec, Target, build_scorecard, msd_chance, msd_score, scorecard_rows
+from skd.training.loop import train
 
 from conftest import tiny_config
 

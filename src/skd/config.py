@@ -129,7 +129,7 @@ class LossConfig:
             raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")
 
 
-PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see skd.precision)
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see skd.model.precision)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # train.memory_format
 
 
@@ -152,7 +152,7 @@ class TrainConfig:
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 0  # torch CPU threads, 0 = torch default
     sync_bn: bool = True  # several processes: BatchNorm statistics of the global batch (exact), else per process
-    precision: str = "auto"  # frame networks: auto (bf16 where native, conv nets) | fp32 | bf16; see skd.precision
+    precision: str = "auto"  # frame networks: auto (bf16 where native, conv nets) | fp32 | bf16; see skd.model.precision
     memory_format: str = "auto"  # frame networks: auto (channels_last for conv on cpu/cuda) | channels_last | contiguous
     compile: bool = False  # torch.compile the frame networks
 

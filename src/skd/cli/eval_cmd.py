@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..checkpoint import atomic_write_text
+from ..files.checkpoint import atomic_write_text
 from ..config import AUDIO_DATA, Config
 from ..data import load_dataset
-from ..train import load_run
+from ..training.loop import load_run
 
 HELP = "evaluate a trained run (judge protocols A/B, --multifactor, --audio EER, --factors probes)"
 DESCRIPTION = """Measure how well a trained run disentangles its data.
@@ -97,7 +97,7 @@ def _pct(v: float | None) -> str:
 
 
 def run_audio(args: argparse.Namespace) -> dict[str, Any]:
-    from ..eval_audio import evaluate_audio
+    from ..evaluation.audio import evaluate_audio
 
     model, cfg, train, test = _load(args)
     if cfg.data.name not in AUDIO_DATA:
@@ -123,7 +123,7 @@ def run_audio(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_factors(args: argparse.Namespace) -> dict[str, Any]:
-    from ..probe import factor_probes
+    from ..evaluation.probes import factor_probes
 
     model, cfg, train, test = _load(args)
     if not any(f.name in test.labels for f in test.factors):
@@ -139,7 +139,7 @@ def run_factors(args: argparse.Namespace) -> dict[str, Any]:
 
 def _judge_data(args: argparse.Namespace):
     from ..data import data_config_from_spec
-    from ..judge import load_judge
+    from ..evaluation.judge import load_judge
 
     if not args.judge:
         raise ValueError(f"--judge JUDGE is required for the {args.mode} evaluation")
@@ -165,7 +165,7 @@ def _limited(data, limit: int):
 
 def parse_protocols(text: str) -> tuple[tuple[str, str], ...]:
     """'A,B:swap' -> (("A", "sample"), ("A", "swap"), ("B", "swap")); one clear error on a bad item."""
-    from ..evaluate import MANIPULATIONS, PROTOCOLS
+    from ..evaluation.two_factor import MANIPULATIONS, PROTOCOLS
 
     out: list[tuple[str, str]] = []
     for item in filter(None, (t.strip() for t in text.split(","))):
@@ -179,7 +179,7 @@ def parse_protocols(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def run_judge(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluate import evaluate_two_factor, markdown_table
+    from ..evaluation.two_factor import evaluate_two_factor, markdown_table
 
     model, cfg, judge, sha, data, data_cfg, has_test, train = _judge_data(args)
     data = _limited(data, args.limit)
@@ -188,7 +188,7 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
     only = parse_protocols(args.protocols)
     basis, note = None, ""
     if args.fit_on == "train":
-        from ..showcase import fit_reference_basis
+        from ..pipelines.basis import fit_reference_basis
 
         _check_fit_batch(args)
         basis = fit_reference_basis(model, train, cfg, fit_batch=args.fit_batch, seed=args.seed, split=args.static_split)
@@ -208,7 +208,7 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
 def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown, reconstruction_accuracy
+    from ..evaluation.multifactor import evaluate_multifactor, load_factors, multifactor_markdown, reconstruction_accuracy
 
     model, cfg, judge, sha, data, data_cfg, _, _ = _judge_data(args)
     data = _limited(data, args.limit)

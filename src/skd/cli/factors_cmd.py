@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import viz
-from ..checkpoint import atomic_write_text
+from ..render import images as viz
+from ..files.checkpoint import atomic_write_text
 from ..data import data_config_from_spec, load_dataset
-from ..factors import TooManyGroups
-from ..footprint import AFFINITIES
-from ..multifactor import factors_report, fit_factors, grouping_agreement, save_factors, subset_grid
-from ..showcase import pick_pairs
-from ..train import load_run
+from ..pipelines.factors import TooManyGroups
+from ..pipelines.footprint import AFFINITIES
+from ..evaluation.multifactor import factors_report, fit_factors, grouping_agreement, save_factors, subset_grid
+from ..pipelines.basis import pick_pairs
+from ..training.loop import load_run
 
 AFFINITY_TITLES = {"dependence": "distance correlation", "footprint": "footprint correlation",
                    "both": "sqrt(distance corr. x footprint corr.)"}

@@ -10,11 +10,11 @@ import logging
 import os
 import sys
 
-from ..checkpoint import CheckpointError
+from ..files.checkpoint import CheckpointError
 from ..config import ConfigError
-from ..launch import LaunchError
-from ..runfolder import FolderLockedError
-from ..train import TrainingError
+from ..training.launch import LaunchError
+from ..files.runfolder import FolderLockedError
+from ..training.loop import TrainingError
 from .common import common_parent
 from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, scorecard_cmd, swap_cmd, train_cmd
 

@@ -5,15 +5,15 @@ import argparse
 import json
 from pathlib import Path
 
-from .. import viz
-from ..checkpoint import atomic_write_text
+from ..render import images as viz
+from ..files.checkpoint import atomic_write_text
 from ..data import data_config_from_spec, load_dataset
-from ..footprint import AFFINITIES
-from ..judge import load_judge
-from ..multifactor import single_factor_grid
-from ..scorecard import ScorecardSpec, build_scorecard, scorecard_json, scorecard_markdown, scorecard_rows
-from ..showcase import pick_pairs
-from ..train import load_run
+from ..pipelines.footprint import AFFINITIES
+from ..evaluation.judge import load_judge
+from ..evaluation.multifactor import single_factor_grid
+from ..evaluation.scorecard import ScorecardSpec, build_scorecard, scorecard_json, scorecard_markdown, scorecard_rows
+from ..pipelines.basis import pick_pairs
+from ..training.loop import load_run
 from .common import command_line
 
 HELP = "score a run on every lens: reconstructions, Protocols A/B (two splits), multifactor, MSD score"

@@ -58,7 +58,7 @@ def _load_parts(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
 
         return oscillators_split(cfg.n_train, cfg.n_test, seq_len=cfg.seq_len, seed=cfg.seed)
     if cfg.name in ("audio", "fsdd", "timit"):
-        from ..audio.datasets import load_audio_dataset
+        from .audio.datasets import load_audio_dataset
 
         return load_audio_dataset(cfg)
     raise ValueError(f"data.name={cfg.name!r} must be 'shapes', 'arrays', 'sprites', 'oscillators', 'audio', 'fsdd' or 'timit'")

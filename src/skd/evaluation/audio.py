@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import ops
-from .config import Config
-from .data.base import SequenceData
-from .model import KoopmanAE
-from .probe import (Coordinates, LinearProbe, chance_level, cv_probe_accuracy, group_mean, part_embeddings,
+from ..pipelines import ops
+from ..config import Config
+from ..data.base import SequenceData
+from ..model import KoopmanAE
+from .probes import (Coordinates, LinearProbe, chance_level, cv_probe_accuracy, group_mean, part_embeddings,
                     probe_accuracy)
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def evaluate_audio(
     first dynamic factor (the digit for FSDD); speaker probes fall back to cross-validation on
     the test utterances when test speakers are unseen in training (TIMIT).
     """
-    from .showcase import fit_reference_basis
+    from ..pipelines.basis import fit_reference_basis
 
     if speaker not in test.labels:
         raise ValueError(f"the dataset has no {speaker!r} labels (labels: {sorted(test.labels)}); EER needs speakers")

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
-from .config import ConfigError, DataConfig, _build, apply_overrides, check_device, check_finite
-from .data.base import Factor, SequenceData
-from .limits import check_allocation, format_bytes, module_bytes
-from .nets.conv import ConvEncoder
-from .nets.mlp import MLPEncoder
-from .precision import frame_autocast, resolve_plan
+from ..files.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
+from ..config import ConfigError, DataConfig, _build, apply_overrides, check_device, check_finite
+from ..data.base import Factor, SequenceData
+from ..files.limits import check_allocation, format_bytes, module_bytes
+from ..model.nets.conv import ConvEncoder
+from ..model.nets.mlp import MLPEncoder
+from ..model.precision import frame_autocast, resolve_plan
 
 log = logging.getLogger(__name__)
 JUDGE_KIND = "judge"

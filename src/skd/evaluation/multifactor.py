@@ -3,7 +3,7 @@ multifactor metric of EVALUATION.md §3.
 
 Groups live in coordinates of the static subspace of ONE Koopman matrix, so ``RUN/factors.json``
 stores that C (fitted on ``fit_batch`` sequences) and the static coordinate system (eigen or ICA,
-:mod:`skd.factors`) next to the groups; every later operation uses exactly these instead of
+:mod:`skd.pipelines.factors`) next to the groups; every later operation uses exactly these instead of
 refitting C on another batch.
 """
 from __future__ import annotations
@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import ops, viz
-from .checkpoint import atomic_write_text
-from .config import Config
-from .data.base import SequenceData
-from .factors import (
+from ..pipelines import ops
+from ..render import images as viz
+from ..files.checkpoint import atomic_write_text
+from ..config import Config
+from ..data.base import SequenceData
+from ..pipelines.factors import (
     MOTION,
     FactorGroups,
     StaticUnits,
@@ -33,11 +34,11 @@ from .factors import (
     supervised_importance,
     swap_groups,
 )
-from .footprint import AFFINITIES, footprint_affinity, unit_footprints
+from ..pipelines.footprint import AFFINITIES, footprint_affinity, unit_footprints
 from .judge import Judge, check_judge_matches, judge_probs
-from .koopman import eig_sorted
-from .model import KoopmanAE
-from .split import motion_scores, motion_units
+from ..koopman import eig_sorted
+from ..model import KoopmanAE
+from ..pipelines.split import motion_scores, motion_units
 
 FACTORS_FILE = "factors.json"
 
@@ -66,8 +67,8 @@ def fit_factors(model: KoopmanAE, cfg: Config, data: SequenceData, *, n_groups: 
                 fit_batch: int = 1024, seed: int = 0, kind: str = "ica", separate_motion: bool = True,
                 affinity: str = "dependence", footprint_pairs: int = 128) -> FactorSet:
     """Fit C on ``fit_batch`` random sequences, choose S, build the static units (``kind``: "ica"
-    or "eigen"), set aside the units that carry motion (``separate_motion``, :mod:`skd.split`),
-    discover groups (``affinity``: "dependence", "footprint" or "both", :mod:`skd.footprint`;
+    or "eigen"), set aside the units that carry motion (``separate_motion``, :mod:`skd.pipelines.split`),
+    discover groups (``affinity``: "dependence", "footprint" or "both", :mod:`skd.pipelines.footprint`;
     footprints are measured on ``footprint_pairs`` swaps per unit), and name them and group
     them with labels when the data has them."""
     if affinity not in AFFINITIES:
@@ -195,7 +196,7 @@ def subset_grid(model: KoopmanAE, data: SequenceData, fs: FactorSet, pair: tuple
 def morph_rows(model: KoopmanAE, data: SequenceData, fs: FactorSet, pairs: list[tuple[int, int]],
                order: list[int], groups: FactorGroups) -> tuple[torch.Tensor, list[str]]:
     """Incremental swap rows for each pair: source, +group1, +group1+group2, …, target."""
-    from .factors import incremental_swap
+    from ..pipelines.factors import incremental_swap
 
     names = groups.names or [str(g) for g in range(groups.n_groups)]
     rows, labels = [], []

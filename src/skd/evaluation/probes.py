@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .koopman import to_eigen
-from .ops import KoopmanBasis
+from ..koopman import to_eigen
+from ..pipelines.ops import KoopmanBasis
 
 Coordinates = Literal["latent", "eigen"]
 Pool = Literal["mean", "flat"]
@@ -143,8 +143,8 @@ def factor_probes(
     and dynamic factors from the dynamic part, and is near chance the other way round.
     Returns ``{factor: {"kind", "static", "dynamic", "chance"}}``.
     """
-    from . import ops
-    from .showcase import fit_reference_basis
+    from ..pipelines import ops
+    from ..pipelines.basis import fit_reference_basis
 
     basis = fit_reference_basis(model, train, cfg, fit_batch=fit_batch, seed=seed)
     z_tr = ops.encode(model, train.batch(torch.arange(len(train))))

@@ -7,7 +7,7 @@ reproduce the character, so the scorecard puts beside it:
 - Protocols A and B (sample and swap; Acc, IS, H(y|x), H(y) of the kept heads) and the rate at
   which each REPLACED head still reads the original, under two lenses:
   ``reference`` — the eigen split of Eq. 5 with C refitted on every test batch of 256, as the
-  authors' code does; ``refined`` — the appearance-only split of :mod:`skd.split` with C and the
+  authors' code does; ``refined`` — the appearance-only split of :mod:`skd.pipelines.split` with C and the
   split fitted once on training sequences (no test data shapes the operator);
 - multifactor swaps (one static factor group at a time) with the label-free groups and with
   the supervised groups, on-/off-target per factor;
@@ -19,7 +19,7 @@ reproduce the character, so the scorecard puts beside it:
 
 :func:`build_scorecard` computes it; :func:`scorecard_rows` flattens it into named rows with
 targets; :func:`scorecard_markdown` renders them. Pictures are written by
-:func:`skd.viz.plot_scorecard` and :func:`skd.multifactor.single_factor_grid`.
+:func:`skd.render.images.plot_scorecard` and :func:`skd.evaluation.multifactor.single_factor_grid`.
 """
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import Config
-from .data.base import SequenceData
-from .evaluate import EvalReport, TwoFactorSpec, evaluate_judges
+from ..config import Config
+from ..data.base import SequenceData
+from .two_factor import EvalReport, TwoFactorSpec, evaluate_judges
 from .judge import Judge
-from .model import KoopmanAE
+from ..model import KoopmanAE
 
 LENSES = ("reference", "refined")
 
@@ -42,7 +42,7 @@ LENSES = ("reference", "refined")
 class ScorecardSpec:
     """What the scorecard runs. ``fit_batch``: training sequences for the refined lens's C and
     split and for the factor groups; ``n_factors``: label-free groups (0 = one per labelled
-    static factor); ``affinity``: the label-free grouping cue of :mod:`skd.footprint`."""
+    static factor); ``affinity``: the label-free grouping cue of :mod:`skd.pipelines.footprint`."""
 
     repeats: int = 3
     batch_size: int = 256
@@ -163,9 +163,9 @@ def build_scorecard(model: KoopmanAE, cfg: Config, judges: Sequence[Judge], trai
 
     The first judge is the one the targets are read with; further judges read the same frames.
     """
-    from .factors import TooManyGroups
+    from ..pipelines.factors import TooManyGroups
     from .multifactor import evaluate_multifactor_judges, fit_factors
-    from .showcase import fit_reference_basis
+    from ..pipelines.basis import fit_reference_basis
 
     if not judges:
         raise ValueError("the scorecard needs at least one judge")

@@ -9,7 +9,7 @@ The test split is processed in consecutive batches of ``batch_size`` sequences (
 C is refitted on each batch (C depends on the batch it is fitted on). Every test sequence is
 evaluated (a short last batch is merged into the previous one, never dropped).
 
-``split="refined"`` uses the appearance-only static split of :mod:`skd.split` (ICA directions of
+``split="refined"`` uses the appearance-only static split of :mod:`skd.pipelines.split` (ICA directions of
 the static subspace that depend on the dynamics are kept with the dynamics), refitted with C on
 every batch; ``split="eigen"`` (default) is the plain eigen split of Eq. 5.
 """
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import ops
-from .config import Config
-from .data.base import SequenceData
+from ..pipelines import ops
+from ..config import Config
+from ..data.base import SequenceData
 from .judge import Judge, check_judge_matches, judge_probs
 from .metrics import confusion_matrix, judge_scores, top_confusions
-from .model import KoopmanAE
+from ..model import KoopmanAE
 
 PROTOCOLS = {"A": "dynamic", "B": "static"}  # protocol -> kept part (read by the judge)
 MANIPULATIONS = ("sample", "swap")
@@ -77,7 +77,7 @@ class TwoFactorSpec:
     ``only``: a subset of (protocol, manipulation) pairs, e.g. ``(("A", "sample"),)``;
     ``sanity=False`` skips the reconstruction sanity line. ``basis``: one fixed Koopman basis (C
     of Eq. 3 and its static split, ``split`` names which) used for every batch, e.g. fitted on
-    training sequences by :func:`skd.showcase.fit_reference_basis`; by default (None) C is refitted
+    training sequences by :func:`skd.pipelines.basis.fit_reference_basis`; by default (None) C is refitted
     on every test batch of ``batch_size`` sequences, as in the reference code. ``basis_note``
     describes a fixed basis in the report (e.g. "2048 training sequences").
     """
@@ -92,7 +92,7 @@ class TwoFactorSpec:
     basis_note: str = ""
 
     def __post_init__(self) -> None:
-        from .split import SPLITS
+        from ..pipelines.split import SPLITS
 
         if self.repeats < 1:
             raise ValueError(f"repeats={self.repeats} must be >= 1")
@@ -120,7 +120,7 @@ def _encode_batches(model: KoopmanAE, cfg: Config, data: SequenceData, spec: Two
                     judges: Sequence[Judge]) -> tuple[list[_Batch], dict]:
     """Latents and bases of every test batch (they do not depend on the draw), and the sanity
     numbers of every judge: reconstruction MSE, accuracy on reconstructions and on originals."""
-    from .split import refine_split
+    from ..pipelines.split import refine_split
 
     batches: list[_Batch] = []
     mse_sum = 0.0

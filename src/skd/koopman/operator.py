@@ -57,7 +57,7 @@ def normal_equations(z: torch.Tensor, *, reduce: Reduce | None = None) -> tuple[
     """Float64 normal-equation blocks of Eq. 2: G = Zpᵀ Zp (k, k), H = Zpᵀ Zf (k, k).
 
     They are sums over (sequence, time) pairs, so blocks from several batches or processes add up
-    to the blocks of the concatenated batch. ``reduce`` (e.g. :func:`skd.distributed.sum_across`)
+    to the blocks of the concatenated batch. ``reduce`` (e.g. :func:`skd.training.distributed.sum_across`)
     maps the stacked local blocks (2, k, k) to their sum over processes, differentiably; the
     result is then the G and H of the global batch.
     """

@@ -7,8 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .koopman import fit_koopman, predict_latents
+from ..config import ModelConfig
+from ..koopman import fit_koopman, predict_latents
 from .nets.conv import ConvDecoder, ConvEncoder
 from .nets.mlp import MLPDecoder, MLPEncoder
 from .precision import frame_autocast, full_precision
@@ -74,7 +74,7 @@ class KoopmanAE(nn.Module):
         self.enc_lstm = TemporalLSTM(cfg.k, cfg.lstm)
         self.dec_lstm = TemporalLSTM(cfg.k, cfg.lstm)
         self.dropout = nn.Dropout(cfg.dropout)
-        # how the frame networks run (set by skd.precision.apply_plan; not part of the state)
+        # how the frame networks run (set by skd.model.precision.apply_plan; not part of the state)
         self.frame_autocast: torch.dtype | None = None
         self.channels_last = False
         # one decoder pass for reconstruction + prediction (decode_pair): exact, but measured 0.97× on

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig
-from .koopman import eig_sorted, select_static
-from .model import ModelOutput
+from ..config import LossConfig
+from ..koopman import eig_sorted, select_static
+from .autoencoder import ModelOutput
 from .precision import full_precision
 
 _DYNAMIC = ("real", "thresh", "strict", "ball")

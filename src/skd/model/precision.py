@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .config import MEMORY_FORMATS, PRECISIONS
+from ..config import MEMORY_FORMATS, PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def apply_plan(model: nn.Module, plan: ExecutionPlan) -> None:
 
 
 def reset_plan(model: nn.Module) -> None:
-    """Back to float32 and the default memory layout, as :func:`skd.train.load_run` builds it."""
+    """Back to float32 and the default memory layout, as :func:`skd.training.loop.load_run` builds it."""
     model.frame_autocast = None
     if model.channels_last:
         model.frame_encoder.to(memory_format=torch.contiguous_format)

@@ -12,10 +12,11 @@ from typing import Sequence
 
 import torch
 
-from . import ops, viz
-from .config import Config
-from .data.base import SequenceData
-from .model import KoopmanAE
+from . import ops
+from ..render import images as viz
+from ..config import Config
+from ..data.base import SequenceData
+from ..model import KoopmanAE
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def fit_reference_basis(
     """C fitted on ``fit_batch`` random sequences of ``data`` (C depends on its batch); ``fit_batch``
     <= 0 or larger than ``data`` takes all of it. Frames are loaded and encoded 256 at a time.
 
-    ``split="refined"``: the appearance-only static split of :mod:`skd.split` on the same batch.
+    ``split="refined"``: the appearance-only static split of :mod:`skd.pipelines.split` on the same batch.
     """
     from .split import SPLITS, refine_split
 

@@ -1,6 +1,6 @@
 """Statistical dependence between feature blocks and clustering of an affinity matrix.
 
-Used by :mod:`skd.factors` to group static coordinates into factors: distance correlation
+Used by :mod:`skd.pipelines.factors` to group static coordinates into factors: distance correlation
 (Székely, Rizzo & Bakirov 2007) measures any, also non-linear, dependence between two blocks of
 features; normalised spectral clustering (Ng, Jordan & Weiss 2001) with an eigengap rule splits
 the resulting affinity matrix into groups. Pure functions of numpy arrays.

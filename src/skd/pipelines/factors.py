@@ -27,7 +27,7 @@ time-average of its coordinates. Units that encode the SAME factor are statistic
 across sequences (after ICA they are uncorrelated but still dependent), units of DIFFERENT
 factors are independent. Distance correlation measures that dependence (any, also non-linear),
 spectral clustering of the affinity gives the groups, and the number of groups is the largest
-eigengap unless ``n_groups`` is given (:mod:`skd.dependence`).
+eigengap unless ``n_groups`` is given (:mod:`skd.pipelines.dependence`).
 
 Supervised mapping (:func:`supervised_groups`): with labels, the correlation ratio η² of each
 unit's feature for each factor (between-class / total variance) scores how much a unit "knows"
@@ -48,7 +48,7 @@ import torch
 from .dependence import dependence_matrix, distance_correlation, spectral_groups  # noqa: F401  (re-exported)
 from .footprint import combine_affinities
 from .ops import KoopmanBasis
-from .subspace import static_coordinates
+from ..koopman.subspace import static_coordinates
 
 BASES = ("ica", "eigen")
 
@@ -120,7 +120,7 @@ def ica_units(z: torch.Tensor, basis: KoopmanBasis, *, seed: int = 0, rel_tol: f
     time-averaged static coordinates of z (N, T, k). One unit per direction.
 
     The static subspace itself comes from the ordered real Schur form of C
-    (:func:`skd.subspace.static_coordinates`), not from eigenvectors, which are unreliable for
+    (:func:`skd.koopman.subspace.static_coordinates`), not from eigenvectors, which are unreliable for
     the (nearly) repeated eigenvalue λ = 1 that the spectral loss creates.
 
     Directions whose variance across sequences is below ``rel_tol`` × the largest are not given
@@ -234,7 +234,7 @@ def _canonical(labels: np.ndarray, units: StaticUnits, feats: list[np.ndarray]) 
     return np.array([remap[v] for v in labels.tolist()], dtype=int)
 
 
-MOTION = "motion"  # name of the group of static directions that carry motion (skd.split)
+MOTION = "motion"  # name of the group of static directions that carry motion (skd.pipelines.split)
 
 
 class TooManyGroups(ValueError):
@@ -247,11 +247,11 @@ def discover_groups(z: torch.Tensor, basis: KoopmanBasis, n_groups: int | None =
                     footprint: np.ndarray | None = None) -> FactorGroups:
     """Label-free grouping of the static subspace of ``basis`` from latents z (N, T, k).
 
-    ``motion``: unit positions that carry motion (:func:`skd.split.motion_units`); they are set
+    ``motion``: unit positions that carry motion (:func:`skd.pipelines.split.motion_units`); they are set
     aside as one extra group named "motion" and the other units are grouped into ``n_groups``.
     ``affinity``: what ties units together — "dependence" (distance correlation across
     sequences), "footprint" (``footprint``, the (U, U) decoder-footprint affinity of
-    :mod:`skd.footprint`) or "both" (their geometric mean).
+    :mod:`skd.pipelines.footprint`) or "both" (their geometric mean).
     """
     units = units or static_units(z, basis, kind, seed=seed)
     motion = sorted(set(motion or []))

@@ -1,6 +1,6 @@
 """Decoder footprints of static units: WHERE in the output each unit acts, without labels.
 
-The grouping of :mod:`skd.factors` asks which static units belong to the same factor. Distance
+The grouping of :mod:`skd.pipelines.factors` asks which static units belong to the same factor. Distance
 correlation answers it from the statistics of the codes across sequences; this module answers it
 from the decoder. Swapping one unit u from a donor j into a receiver i (paper Sec. 4.3, a
 multifactor swap restricted to u) changes the decoded output by

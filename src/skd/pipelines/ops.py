@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .koopman import EigSorted, eig_sorted, fit_koopman, project, select_static
-from .model import KoopmanAE
+from ..koopman import EigSorted, eig_sorted, fit_koopman, project, select_static
+from ..model import KoopmanAE
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class KoopmanBasis:
     """C fitted on a reference batch, its sorted eigen-decomposition and the static mask.
 
     ``split``: optional (k, k) real projector that defines the static part instead of the eigen
-    mask (row vectors: static part = z @ split). :func:`skd.split.refine_split` sets it to the
+    mask (row vectors: static part = z @ split). :func:`skd.pipelines.split.refine_split` sets it to the
     appearance-only part of the static subspace; None means the plain eigen split of Eq. 5.
     """
 

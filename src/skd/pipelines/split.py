@@ -7,7 +7,7 @@ coordinates. Replacing the static part then changes the motion (the failure mode
 our Sprites models: the errors of Protocol A are action-type errors).
 
 In the eigenbasis this information is smeared over all static components (their eigenvalues
-are all ≈ 1, so the eigenvectors are arbitrary mixtures; :mod:`skd.factors`). In the ICA basis
+are all ≈ 1, so the eigenvectors are arbitrary mixtures; :mod:`skd.pipelines.factors`). In the ICA basis
 of the static subspace it concentrates in a few directions, and those directions are the ones
 that DEPEND ON THE DYNAMICS: their per-sequence value is predictable from the sequence's
 dynamic trajectory, while appearance directions are not (appearance and motion are drawn

@@ -14,10 +14,11 @@ from typing import Sequence
 
 import torch
 
-from .. import ops, viz
-from .datasets import AudioData
-from .features import features_to_audio
-from .io import write_wav
+from ..pipelines import ops
+from . import images as viz
+from ..data.audio.datasets import AudioData
+from ..data.audio.features import features_to_audio
+from ..data.audio.io import write_wav
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from . import ops
-from .checkpoint import atomic_write_text
-from .config import Config
-from .data import load_dataset
-from .data.base import SequenceData
-from .showcase import fit_reference_basis, pick_pairs, write_loss_plot, write_samples, write_swaps
-from .train import train
+from ..pipelines import ops
+from ..files.checkpoint import atomic_write_text
+from ..config import Config
+from ..data import load_dataset
+from ..data.base import SequenceData
+from ..pipelines.basis import fit_reference_basis, pick_pairs, write_loss_plot, write_samples, write_swaps
+from ..training.loop import train
 
 DEMO_MARKER = ".skd-demo"
 

@@ -1,7 +1,7 @@
 """Multi-process training on torch.distributed with an EXACT global Koopman fit.
 
 Launch: ``torchrun --nproc-per-node N -m skd.cli.main train ...``, ``srun skd train ...`` under
-SLURM, or ``skd train --nproc N`` (see :mod:`skd.launch`). :func:`init_distributed` reads the
+SLURM, or ``skd train --nproc N`` (see :mod:`skd.training.launch`). :func:`init_distributed` reads the
 launcher's environment and joins the process group; the trainer reads :func:`world`.
 A 1-process launch is plain single-process training: no process group, no collectives.
 

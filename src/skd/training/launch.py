@@ -39,7 +39,7 @@ def launch_local(
     """Run ``fn(*args)`` in ``nproc`` new processes that form one process group on this machine.
 
     ``fn`` must be importable (a module-level function) and should call
-    :func:`skd.distributed.init_distributed`. ``threads``: torch CPU threads per process
+    :func:`skd.training.distributed.init_distributed`. ``threads``: torch CPU threads per process
     (default: the CPU count divided by ``nproc``, at least 1, unless OMP_NUM_THREADS is set).
     Blocks until every process has finished.
     """

@@ -9,7 +9,7 @@ The trainer knows nothing about the architecture: it builds ``KoopmanAE(cfg.mode
     RUN/metrics.jsonl    one JSON line per ``log_every`` steps
     RUN/checkpoint.pt    latest checkpoint (model, optimiser, RNG, position in the data)
     RUN/result.json      final summary
-    RUN/.lock            held (``flock``) by the process that trains the run; see skd.runfolder
+    RUN/.lock            held (``flock``) by the process that trains the run; see skd.files.runfolder
 
 Reliability: the run folder is claimed with an exclusive lock for the whole run; every file but
 ``metrics.jsonl`` and ``command.txt`` is replaced atomically; a step-0 checkpoint is written
@@ -17,7 +17,7 @@ before the first step, so a run that dies at any point can be resumed; parameter
 after every optimizer step and a non-finite model is never written over the last good checkpoint.
 
 Several processes (torchrun, srun, ``skd train --nproc N``; see docs/DISTRIBUTED.md): call
-:func:`skd.distributed.init_distributed` first. ``train.batch_size`` is then the GLOBAL batch:
+:func:`skd.training.distributed.init_distributed` first. ``train.batch_size`` is then the GLOBAL batch:
 every rank takes its contiguous slice of the same global batch, C is fitted on the global normal
 equations, BatchNorm uses global statistics (``train.sync_bn``), DDP averages the gradients, and
 only rank 0 writes files, logs and shows progress. One process runs exactly the code path of a
@@ -42,15 +42,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .checkpoint import DiskFullError, atomic_write_text, is_disk_full, load_checkpoint, load_state_checked, save_checkpoint
-from .config import Config, resolve_model_config
-from .data.base import SequenceData
-from .limits import check_allocation, format_bytes, module_bytes
-from .losses import compute_losses
-from .model import KoopmanAE
-from .precision import apply_plan, reset_plan, resolve_plan
+from ..files.checkpoint import DiskFullError, atomic_write_text, is_disk_full, load_checkpoint, load_state_checked, save_checkpoint
+from ..config import Config, resolve_model_config
+from ..data.base import SequenceData
+from ..files.limits import check_allocation, format_bytes, module_bytes
+from ..model.losses import compute_losses
+from ..model import KoopmanAE
+from ..model.precision import apply_plan, reset_plan, resolve_plan
 from .resume import CKPT_KIND, checkpoint_config, resume_point, truncate_metrics
-from .runfolder import claim_run_dir
+from ..files.runfolder import claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +208,9 @@ def train(
 ) -> TrainResult:
     """Train a KoopmanAE on ``data`` into ``run_dir`` (or continue it exactly with ``resume``).
 
-    In a process group (:func:`skd.distributed.init_distributed`) every rank calls this with the
+    In a process group (:func:`skd.training.distributed.init_distributed`) every rank calls this with the
     same arguments; see the module docstring. The run folder is claimed (an exclusive lock, see
-    :mod:`skd.runfolder`) by the main process for the whole call.
+    :mod:`skd.files.runfolder`) by the main process for the whole call.
 
     ``resume`` continues from ``RUN/checkpoint.pt`` with the stopping budget, device and
     learning-rate decay of ``cfg``; a folder that holds only ``config.json`` (a run that died

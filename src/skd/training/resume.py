@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed as D
-from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint
-from .config import Config, ConfigError, apply_overrides, config_from_dict
+from ..files.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+from ..config import Config, ConfigError, apply_overrides, config_from_dict
 
 log = logging.getLogger(__name__)
 CKPT_KIND = "koopman-ae"

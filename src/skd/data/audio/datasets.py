@@ -1,7 +1,7 @@
 """Audio datasets: any folder of WAV files labelled by a filename pattern, FSDD, TIMIT.
 
 An utterance (one file) becomes one or more training sequences ("chunks") of ``seq_len``
-spectrogram frames (see :mod:`skd.audio.features`):
+spectrogram frames (see :mod:`skd.data.audio.features`):
 
 - ``chunking="split"``: consecutive chunks of the whole utterance that start every
   ``chunk_hop`` frames (default ``seq_len``: no overlap), the remainder dropped (the TIMIT
@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Literal, Sequence
 import numpy as np
 import torch
 
-from ..data.base import Factor, SequenceData
+from ..base import Factor, SequenceData
 from .features import SpectrogramSpec, features, fit_window, split_chunks
 from .io import AudioError, read_audio, resample
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..limits import check_allocation
+from ...files.limits import check_allocation
 
 __all__ = ["AudioError", "read_audio", "write_wav", "resample", "sniff_format"]
 
