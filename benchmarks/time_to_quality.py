@@ -44,10 +44,10 @@ from skd.training.loop import load_run, train
 def score(run: Path, judge, test, seed: int, split: str = "eigen", fit_data=None, fit_batch: int = 0) -> dict[str, float]:
     """Protocol A with sampling (one draw) of a run folder or checkpoint file; with ``fit_data``,
     one C (and split) fitted on ``fit_batch`` of its sequences (0 = all) instead of one per test batch."""
-    from skd.pipelines.basis import fit_reference_basis
+    from skd.pipelines.basis import BasisSpec, fit_reference_basis
 
     model, cfg = load_run(run)
-    basis = None if fit_data is None else fit_reference_basis(model, fit_data, cfg, fit_batch=fit_batch, seed=seed, split=split)
+    basis = None if fit_data is None else fit_reference_basis(model, fit_data, BasisSpec.from_loss(cfg.loss, split=split, fit_batch=fit_batch, seed=seed))
     rep = evaluate_two_factor(model, cfg, judge, test, repeats=1, seed=seed, progress=False,
                               only=(("A", "sample"),), sanity=False, split=split, basis=basis)
     row = rep.table["A"]["sample"]["action"]

@@ -450,7 +450,7 @@ def test_item24_swap_with_a_negative_pair_count_is_one_line_and_writes_nothing(r
     assert main(["swap", "-q", "--run", str(run3), "--n-pairs", "-3"]) == 2
     assert "--n-pairs=-3 must be >= 1" in _one_error_line(capsys)
     assert not (run3 / "swaps").exists()
-    from skd.pipelines.basis import pick_pairs
+    from skd.pipelines.pairs import pick_pairs
 
     with pytest.raises(ValueError, match="n=0 must be an integer >= 1"):
         pick_pairs(load_dataset(tiny_config().data)[1], 0)

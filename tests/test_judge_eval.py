@@ -76,7 +76,7 @@ def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
     """A fixed basis fitted on exactly the evaluation batch reproduces the per-batch refit, draw for
     draw; a basis fitted elsewhere changes the result, and is recorded in the report."""
     from skd.pipelines import ops
-    from skd.pipelines.basis import fit_reference_basis
+    from skd.pipelines.basis import BasisSpec, fit_reference_basis
 
     _, run, jr, te = tiny_world
     cfg = run.config
@@ -90,7 +90,7 @@ def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
     assert refit.static_split["fit"] == "per batch" and fixed.static_split["fit"] == "the test split"
     assert "fitted on the test split" in markdown_table(fixed)
     tr = load_dataset(cfg.data)[0]
-    other = fit_reference_basis(run.model, tr, cfg, fit_batch=0, seed=0)
+    other = fit_reference_basis(run.model, tr, BasisSpec.from_loss(cfg.loss, fit_batch=0, seed=0))
     assert not torch.allclose(other.C, same.C)
     with pytest.raises(ValueError, match="refined split"):
         evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=1, progress=False, split="refined", basis=other)

@@ -106,7 +106,7 @@ def test_a_judge_saved_before_arch_existed_loads_as_reference(world, tmp_path) -
 def test_judges_read_the_same_frames(world) -> None:
     _, run, jr, _, te = world
     spec = TwoFactorSpec(repeats=2, batch_size=8)
-    one, two = evaluate_judges(run.model, run.config, [jr.judge, jr.judge], te, spec, progress=False)
+    one, two = evaluate_judges(run.model, run.config.loss, [jr.judge, jr.judge], te, spec, progress=False)
     assert one.table == two.table and one.unchanged == two.unchanged and one.sanity == two.sanity
     alone = evaluate_two_factor(run.model, run.config, jr.judge, te, repeats=2, batch_size=8, progress=False)
     assert alone.table == one.table
@@ -114,7 +114,7 @@ def test_judges_read_the_same_frames(world) -> None:
 
 def test_scorecard_rows_cover_every_lens_and_agree_for_the_same_judge_twice(world) -> None:
     _, run, jr, tr, te = world
-    card = build_scorecard(run.model, run.config, [jr.judge, jr.judge], tr, te,
+    card = build_scorecard(run.model, run.config.loss, [jr.judge, jr.judge], tr, te,
                            ScorecardSpec(repeats=2, batch_size=8, fit_batch=40), progress=False)
     rows = scorecard_rows(card)
     keys = {r.key for r in rows}

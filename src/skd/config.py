@@ -236,8 +236,10 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        if self.loss.static_size > self.model.k:
-            raise ConfigError(f"loss.static_size={self.loss.static_size} must be <= model.k={self.model.k}")
+        most = (self.model.k + 1) // 2  # C (k, k) real has at least ceil(k/2) components (a pair counts once)
+        if self.loss.static_size > most:
+            raise ConfigError(f"loss.static_size={self.loss.static_size} must be <= model.k/2 rounded up = {most} "
+                              f"(model.k={self.model.k}; a conjugate pair counts once)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -128,7 +128,7 @@ def run_factors(args: argparse.Namespace) -> dict[str, Any]:
     model, cfg, train, test = _load(args)
     if not any(f.name in test.labels for f in test.factors):
         raise ValueError(f"the run's dataset ({cfg.data.name}) has no labelled factors to probe")
-    res = factor_probes(model, cfg, train, test, fit_batch=args.fit_batch, seed=args.seed, pool=args.pool, coords=args.coords)
+    res = factor_probes(model, cfg.loss, train, test, fit_batch=args.fit_batch, seed=args.seed, pool=args.pool, coords=args.coords)
     print(f"{cfg.data.name}: linear-probe accuracy on {len(test)} test sequences ({args.pool} embeddings)")
     print(f"  {'factor':<12}{'kind':<9}{'static':>8}{'dynamic':>9}{'chance':>8}")
     for name, r in res.items():
@@ -188,13 +188,13 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
     only = parse_protocols(args.protocols)
     basis, note = None, ""
     if args.fit_on == "train":
-        from ..pipelines.basis import fit_reference_basis
+        from ..pipelines.basis import BasisSpec, fit_reference_basis
 
         _check_fit_batch(args)
-        basis = fit_reference_basis(model, train, cfg, fit_batch=args.fit_batch, seed=args.seed, split=args.static_split)
+        basis = fit_reference_basis(model, train, BasisSpec.from_loss(cfg.loss, split=args.static_split, fit_batch=args.fit_batch, seed=args.seed))
         n_fit = len(train) if args.fit_batch <= 0 else min(args.fit_batch, len(train))
         note = f"{n_fit} training sequences"
-    report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
+    report = evaluate_two_factor(model, cfg.loss, judge, data, repeats=args.repeats, batch_size=args.batch_size,
                                  seed=args.seed, progress=not getattr(args, "quiet", False), only=only,
                                  split=args.static_split, basis=basis, basis_note=note)
     table = markdown_table(report)
@@ -208,7 +208,8 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
 def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..evaluation.multifactor import evaluate_multifactor, load_factors, multifactor_markdown, reconstruction_accuracy
+    from ..evaluation.multifactor import evaluate_multifactor, multifactor_markdown, reconstruction_accuracy
+    from ..pipelines.factorset import load_factors
 
     model, cfg, judge, sha, data, data_cfg, _, _ = _judge_data(args)
     data = _limited(data, args.limit)

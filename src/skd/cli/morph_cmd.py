@@ -6,8 +6,9 @@ from pathlib import Path
 
 from ..render import images as viz
 from ..data import data_config_from_spec, load_dataset
-from ..evaluation.multifactor import load_factors, morph_rows, resolve_groups
-from ..pipelines.basis import parse_pairs, pick_pairs
+from ..pipelines.factorset import load_factors, resolve_groups
+from ..pipelines.pairs import parse_pairs, pick_pairs
+from ..render.swaps import morph_rows
 from ..training.loop import load_run
 
 HELP = "morph a sequence into another one factor group at a time (motion fixed)"

@@ -177,14 +177,14 @@ def evaluate_audio(
     first dynamic factor (the digit for FSDD); speaker probes fall back to cross-validation on
     the test utterances when test speakers are unseen in training (TIMIT).
     """
-    from ..pipelines.basis import fit_reference_basis
+    from ..pipelines.basis import BasisSpec, fit_reference_basis
 
     if speaker not in test.labels:
         raise ValueError(f"the dataset has no {speaker!r} labels (labels: {sorted(test.labels)}); EER needs speakers")
     if content is None:
         dyn = [f.name for f in test.dynamic_factors() if f.name in test.labels]
         content = dyn[0] if dyn else None
-    basis = fit_reference_basis(model, train, cfg, fit_batch=fit_batch, seed=seed)
+    basis = fit_reference_basis(model, train, BasisSpec.from_loss(cfg.loss, fit_batch=fit_batch, seed=seed))
     e_tr = utterance_embeddings(model, train, basis, coords=coords)
     e_te = utterance_embeddings(model, test, basis, coords=coords)
     spk = e_te[f"label:{speaker}"]

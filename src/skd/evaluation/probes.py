@@ -134,19 +134,19 @@ def chance_level(y: torch.Tensor) -> float:
 
 
 def factor_probes(
-    model, cfg, train, test, *, fit_batch: int = 512, seed: int = 0, pool: Pool = "mean", coords: Coordinates = "latent",
+    model, loss, train, test, *, fit_batch: int = 512, seed: int = 0, pool: Pool = "mean", coords: Coordinates = "latent",
 ) -> dict[str, dict[str, float | str]]:
     """For every labelled factor: probe accuracy from the static and from the dynamic embeddings.
 
-    Probes are fitted on ``train`` sequences and scored on ``test``; C is fitted on ``fit_batch``
+    ``loss``: the run's loss config (its static set). Probes are fitted on ``train`` sequences and scored on ``test``; C is fitted on ``fit_batch``
     random training sequences. A disentangled model reads static factors from the static part
     and dynamic factors from the dynamic part, and is near chance the other way round.
     Returns ``{factor: {"kind", "static", "dynamic", "chance"}}``.
     """
     from ..pipelines import ops
-    from ..pipelines.basis import fit_reference_basis
+    from ..pipelines.basis import BasisSpec, fit_reference_basis
 
-    basis = fit_reference_basis(model, train, cfg, fit_batch=fit_batch, seed=seed)
+    basis = fit_reference_basis(model, train, BasisSpec.from_loss(loss, fit_batch=fit_batch, seed=seed))
     z_tr = ops.encode(model, train.batch(torch.arange(len(train))))
     z_te = ops.encode(model, test.batch(torch.arange(len(test))))
     emb = {part: (part_embeddings(z_tr, basis, part, coords=coords, pool=pool),

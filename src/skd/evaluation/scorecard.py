@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import Config
+from ..config import LossConfig
 from ..data.base import SequenceData
 from .two_factor import EvalReport, TwoFactorSpec, evaluate_judges
 from .judge import Judge
@@ -157,15 +157,16 @@ def msd_chance(sizes: Sequence[int]) -> float:
     return msd_score({str(i): 1.0 / k for i, k in enumerate(sizes)}, {str(i): 1.0 for i in range(len(sizes))})
 
 
-def build_scorecard(model: KoopmanAE, cfg: Config, judges: Sequence[Judge], train: SequenceData, test: SequenceData,
+def build_scorecard(model: KoopmanAE, loss: LossConfig, judges: Sequence[Judge], train: SequenceData, test: SequenceData,
                     spec: ScorecardSpec = ScorecardSpec(), *, progress: bool = True) -> Scorecard:
     """Run every lens of the scorecard on the whole ``test`` split (see the module docstring).
 
     The first judge is the one the targets are read with; further judges read the same frames.
     """
     from ..pipelines.factors import TooManyGroups
-    from .multifactor import evaluate_multifactor_judges, fit_factors
-    from ..pipelines.basis import fit_reference_basis
+    from ..pipelines.basis import BasisSpec, fit_reference_basis
+    from ..pipelines.factorset import fit_factors
+    from .multifactor import evaluate_multifactor_judges
 
     if not judges:
         raise ValueError("the scorecard needs at least one judge")
@@ -176,22 +177,22 @@ def build_scorecard(model: KoopmanAE, cfg: Config, judges: Sequence[Judge], trai
         raise ValueError("the scorecard needs a judge with static and dynamic heads (e.g. Sprites: skin, …, action)")
     two: dict[str, list[EvalReport]] = {}
     ref = TwoFactorSpec(repeats=spec.repeats, batch_size=spec.batch_size, seed=spec.seed, split="eigen")
-    two["reference"] = evaluate_judges(model, cfg, judges, test, ref, progress=progress)
-    basis = fit_reference_basis(model, train, cfg, fit_batch=spec.fit_batch, seed=spec.seed, split="refined")
+    two["reference"] = evaluate_judges(model, loss, judges, test, ref, progress=progress)
+    fit = BasisSpec.from_loss(loss, fit_batch=spec.fit_batch, seed=spec.seed)
+    basis = fit_reference_basis(model, train, dataclasses.replace(fit, split="refined"))
     n_fit = min(spec.fit_batch, len(train))
     refined = TwoFactorSpec(repeats=spec.repeats, batch_size=spec.batch_size, seed=spec.seed, split="refined",
                             basis=basis, basis_note=f"{n_fit} training sequences", sanity=False)
-    two["refined"] = evaluate_judges(model, cfg, judges, test, refined, progress=progress)
+    two["refined"] = evaluate_judges(model, loss, judges, test, refined, progress=progress)
     try:
-        fs = fit_factors(model, cfg, train, n_groups=spec.n_factors or len(static_heads), fit_batch=spec.fit_batch,
-                         seed=spec.seed, affinity=spec.affinity)
+        fs = fit_factors(model, train, fit, n_groups=spec.n_factors or len(static_heads),
+                         affinity=spec.affinity)
     except TooManyGroups:
         if spec.n_factors:
             raise
         # fewer static directions than labelled factors: as many groups as the eigengap finds; the
         # factors no group is named after score chance on-target
-        fs = fit_factors(model, cfg, train, n_groups=None, fit_batch=spec.fit_batch, seed=spec.seed,
-                         affinity=spec.affinity)
+        fs = fit_factors(model, train, fit, n_groups=None, affinity=spec.affinity)
     multi: dict[str, list[list[dict]]] = {}
     for kind, groups in (("label-free", fs.free), ("supervised", fs.supervised)):
         if groups is None:

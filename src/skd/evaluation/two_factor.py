@@ -23,7 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..pipelines import ops
-from ..config import Config
+from ..config import Config, LossConfig
+from ..pipelines.basis import BasisSpec, basis_from_latents
 from ..data.base import SequenceData
 from .judge import Judge, check_judge_matches, judge_probs
 from .metrics import confusion_matrix, judge_scores, top_confusions
@@ -116,12 +117,11 @@ class _Batch:
     moved: int  # refined split: directions moved to the dynamic side (0 for the eigen split)
 
 
-def _encode_batches(model: KoopmanAE, cfg: Config, data: SequenceData, spec: TwoFactorSpec,
+def _encode_batches(model: KoopmanAE, loss: LossConfig, data: SequenceData, spec: TwoFactorSpec,
                     judges: Sequence[Judge]) -> tuple[list[_Batch], dict]:
     """Latents and bases of every test batch (they do not depend on the draw), and the sanity
     numbers of every judge: reconstruction MSE, accuracy on reconstructions and on originals."""
-    from ..pipelines.split import refine_split
-
+    fit = BasisSpec.from_loss(loss, split=spec.split, seed=spec.seed)
     batches: list[_Batch] = []
     mse_sum = 0.0
     rec_probs: list[list[dict[str, torch.Tensor]]] = [[] for _ in judges]
@@ -133,11 +133,9 @@ def _encode_batches(model: KoopmanAE, cfg: Config, data: SequenceData, spec: Two
         if spec.basis is not None:
             basis = spec.basis
         else:
-            basis = ops.fit_basis(z, min(cfg.loss.static_size, cfg.model.k), cfg.loss.static_criterion,
-                                  ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
-            if spec.split == "refined":
-                refined = refine_split(z, basis, seed=spec.seed)
-                basis, moved = refined.basis, len(refined.motion)
+            basis = basis_from_latents(z, fit)
+            if spec.split == "refined":  # directions the refined split moved to the dynamic side
+                moved = int(basis.static.sum()) - basis.static_dims
         batches.append(_Batch((a, b), z, basis, moved))
         if spec.sanity:
             rec = ops.decode(model, z)
@@ -179,7 +177,7 @@ def _mean_std(vals: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std())}
 
 
-def evaluate_judges(model: KoopmanAE, cfg: Config, judges: Sequence[Judge], data: SequenceData,
+def evaluate_judges(model: KoopmanAE, loss: LossConfig, judges: Sequence[Judge], data: SequenceData,
                     spec: TwoFactorSpec = TwoFactorSpec(), *, progress: bool = True) -> list[EvalReport]:
     """Protocols A and B with sampling and swapping, mean ± std over ``spec.repeats`` fresh draws,
     every manipulated batch read by each of ``judges`` (one report per judge, in order): the draws
@@ -190,7 +188,7 @@ def evaluate_judges(model: KoopmanAE, cfg: Config, judges: Sequence[Judge], data
         check_judge_matches(judge, data)
     if len(data) < 3:
         raise ValueError(f"evaluation needs at least 3 sequences, got {len(data)}")
-    batches, extra = _encode_batches(model, cfg, data, spec, judges)
+    batches, extra = _encode_batches(model, loss, data, spec, judges)
     g = torch.Generator().manual_seed(spec.seed)
     pairs = spec.pairs()
     # judge -> (protocol, manipulation) -> one entry per draw
@@ -236,15 +234,16 @@ def _report(judge: Judge, draws: dict[tuple[str, str], list], sanity: dict, spec
 
 
 def evaluate_two_factor(
-    model: KoopmanAE, cfg: Config, judge: Judge, data: SequenceData, *, repeats: int = 5, batch_size: int = 256,
+    model: KoopmanAE, cfg: Config | LossConfig, judge: Judge, data: SequenceData, *, repeats: int = 5, batch_size: int = 256,
     seed: int = 0, progress: bool = True, only: tuple[tuple[str, str], ...] | None = None, sanity: bool = True,
     split: str = "eigen", basis: ops.KoopmanBasis | None = None, basis_note: str = "",
 ) -> EvalReport:
-    """Protocols A and B read by one judge: :func:`evaluate_judges` with a :class:`TwoFactorSpec`
-    built from the keyword arguments (same names and meaning)."""
+    """Deprecated form of :func:`evaluate_judges` (one judge, a :class:`TwoFactorSpec` built from the
+    keyword arguments, same names and meaning); ``cfg`` may be the whole config or its ``loss`` slice."""
     spec = TwoFactorSpec(repeats=repeats, batch_size=batch_size, seed=seed, only=only, sanity=sanity, split=split,
                          basis=basis, basis_note=basis_note)
-    return evaluate_judges(model, cfg, [judge], data, spec, progress=progress)[0]
+    loss = cfg.loss if isinstance(cfg, Config) else cfg
+    return evaluate_judges(model, loss, [judge], data, spec, progress=progress)[0]
 
 
 def markdown_table(report: EvalReport) -> str:

@@ -10,9 +10,10 @@ from .operator import (
     predict_latents, project, select_static, solve_normal, split_past_future, to_eigen,
 )
 from .subspace import static_coordinates
+from .basis import KoopmanBasis, fit_basis, predict_ahead, sample_part, swap_latents
 
 __all__ = [
     "EigSorted", "Reduce", "StaticCriterion", "component_scores", "eig_sorted", "fit_koopman", "from_eigen",
     "normal_equations", "predict_latents", "project", "select_static", "solve_normal", "split_past_future", "to_eigen",
-    "static_coordinates",
+    "static_coordinates", "KoopmanBasis", "fit_basis", "predict_ahead", "sample_part", "swap_latents",
 ]

@@ -66,7 +66,7 @@ def spectral_loss(C: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[
     except torch.linalg.LinAlgError:
         nan = C.sum() * float("nan")
         return nan, {"eig_static": nan, "eig_dynamic": nan}
-    mask = select_static(eig, min(cfg.static_size, eig.n_components), cfg.static_criterion)
+    mask = select_static(eig, cfg.static_size, cfg.static_criterion)  # in range: checked when the Config is built
     s = static_term(eig.values[mask], cfg.static_criterion)
     d = dynamic_term(eig.values[~mask], cfg.dynamic_criterion, cfg.eps, cfg.dynamic_ball_radius)
     return s + d, {"eig_static": s, "eig_dynamic": d}

@@ -47,7 +47,7 @@ import torch
 
 from .dependence import dependence_matrix, distance_correlation, spectral_groups  # noqa: F401  (re-exported)
 from .footprint import combine_affinities
-from .ops import KoopmanBasis
+from ..koopman import KoopmanBasis
 from ..koopman.subspace import static_coordinates
 
 BASES = ("ica", "eigen")

@@ -28,7 +28,7 @@ import torch
 
 from .dependence import distance_correlation
 from .factors import StaticUnits, ica_units
-from .ops import KoopmanBasis
+from ..koopman import KoopmanBasis
 
 SPLITS = ("eigen", "refined")
 

@@ -15,7 +15,9 @@ from ..files.checkpoint import atomic_write_text
 from ..config import Config
 from ..data import load_dataset
 from ..data.base import SequenceData
-from ..pipelines.basis import fit_reference_basis, pick_pairs, write_loss_plot, write_samples, write_swaps
+from ..pipelines.basis import BasisSpec, fit_reference_basis
+from ..pipelines.pairs import pick_pairs
+from .swaps import write_loss_plot, write_samples, write_swaps
 from ..training.loop import train
 
 DEMO_MARKER = ".skd-demo"
@@ -79,7 +81,7 @@ def run_demo(cfg: Config, out_dir: str | Path, *, progress: bool = True, command
     test_data = test_data if test_data is not None and len(test_data) >= 8 else train_data
     res = train(cfg, out_dir / "run", train_data, progress=progress, command=command)
     model, cfg = res.model, res.config
-    basis = fit_reference_basis(model, test_data, cfg)
+    basis = fit_reference_basis(model, test_data, BasisSpec.from_loss(cfg.loss))
     pairs = pick_pairs(test_data, 4)
     swaps = write_swaps(model, test_data, basis, pairs, out_dir)
     samples = write_samples(model, test_data, basis, out_dir)
