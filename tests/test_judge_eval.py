@@ -137,7 +137,7 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
     assert rep["judge_sha256"] and rep["table"]["A"]["swap"]["motion"]["acc"]["mean"] >= 0
     capsys.readouterr()
     # a checkpoint of the wrong kind is one clear line
-    assert main(["eval", "--run", str(root / "run"), "--judge", str(root / "run" / "checkpoint.pt")]) == 2
+    assert main(["eval", "two-factor", "--run", str(root / "run"), "--judge", str(root / "run" / "checkpoint.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected 'judge'" in err[0]
     # --protocols restricts the table to what was asked for
@@ -162,7 +162,7 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
     assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--fit-on", "train",
                  "--fit-batch", "1"]) == 2
     assert "--fit-batch=1" in capsys.readouterr().err
-    assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--protocols", "C"]) == 2
+    assert main(["eval", "two-factor", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--protocols", "C"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--protocols item 'C'" in err[0]
 

@@ -14,12 +14,22 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def about(param: str, exc: E) -> E:
+    """Tag a user error with the library parameter it is about (``out_dir``, ``data``, ``groups``,
+    ``run_dir``); the CLI names its own flag for it. The library itself never names a flag."""
+    exc.param = param  # type: ignore[attr-defined]
+    return exc
 
 
 class ConfigError(ValueError):

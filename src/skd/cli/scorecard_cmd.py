@@ -16,7 +16,7 @@ from ..render.swaps import single_factor_grid
 from ..training.loop import load_run
 from .common import command_line
 
-HELP = "score a run on every lens: reconstructions, Protocols A/B (two splits), multifactor, MSD score"
+HELP = "score a run on every lens: reconstructions, Protocols A/B (two splits), multifactor, MSD score (also: skd eval scorecard)"
 DESCRIPTION = """The scorecard of a trained run on the whole test split (docs/EVALUATION.md, "Scorecard"):
 
   - the judge's accuracy on plain reconstructions, per head;

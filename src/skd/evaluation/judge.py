@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..files.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
-from ..config import ConfigError, DataConfig, _build, apply_overrides, check_device, check_finite
+from ..config import ConfigError, about, DataConfig, _build, apply_overrides, check_device, check_finite
 from ..data.base import Factor, SequenceData
 from ..files.limits import check_allocation, format_bytes, module_bytes
 from ..model.nets.conv import ConvEncoder
@@ -194,7 +194,7 @@ def train_judge(
     cfg = setup.judge
     out_dir = Path(out_dir)
     if (out_dir / "judge.pt").exists():
-        raise FileExistsError(f"{out_dir} already holds a judge; choose another --out")
+        raise about("out_dir", FileExistsError(f"{out_dir} already holds a judge; choose another folder"))
     factors = labelled_factors(train)
     device = device or torch.device("cpu")
     if cfg.threads > 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import about
 from ..data.base import SequenceData
 from ..files.checkpoint import atomic_write_text
 from ..koopman import eig_sorted
@@ -125,7 +126,7 @@ def _groups_from_json(d: dict, units: StaticUnits) -> FactorGroups:
 def load_factors(run_dir: str | Path) -> FactorSet:
     path = Path(run_dir) / FACTORS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no factor groups in {run_dir}: run `skd factors --run {run_dir}` first")
+        raise about("factors", FileNotFoundError(f"no factor groups in {run_dir} (no {FACTORS_FILE}); fit and save them first"))
     try:
         d = json.loads(path.read_text())
         if d.get("format") != "skd-factors" or d.get("version") not in (1, 2):
@@ -151,7 +152,7 @@ def resolve_groups(groups: FactorGroups, spec: str) -> list[int]:
         if not 0 <= out[-1] < groups.n_groups:
             raise ValueError(f"group {out[-1]} out of range [0, {groups.n_groups})")
     if not out:
-        raise ValueError("--factors is empty")
+        raise about("groups", ValueError(f"group list {spec!r} names no group"))
     return out
 
 def grouping_agreement(free: FactorGroups, supervised: FactorGroups) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import torch
 
 from ..pipelines import ops
 from ..files.checkpoint import atomic_write_text
-from ..config import Config
+from ..config import Config, about
 from ..data import load_dataset
 from ..data.base import SequenceData
 from ..pipelines.basis import BasisSpec, fit_reference_basis
@@ -34,10 +34,11 @@ def prepare_out_dir(out_dir: Path) -> None:
     """Use ``out_dir`` if empty or an earlier demo output (replaced); refuse anything else."""
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise NotADirectoryError(f"--out {out_dir} exists and is not a folder")
+            raise about("out_dir", NotADirectoryError(f"{out_dir} exists and is not a folder"))
         if any(out_dir.iterdir()):
             if not (out_dir / DEMO_MARKER).exists():
-                raise FileExistsError(f"--out {out_dir} is not empty and is not an earlier demo output; choose another folder")
+                raise about("out_dir", FileExistsError(f"{out_dir} is not empty and is not an earlier demo output; "
+                                                         "choose another folder"))
             shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / DEMO_MARKER).write_text("written by `skd demo`; the folder is replaced on the next demo run\n")

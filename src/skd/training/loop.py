@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as D
 from ..files.checkpoint import DiskFullError, atomic_write_text, is_disk_full, load_checkpoint, load_state_checked, save_checkpoint
-from ..config import Config, resolve_model_config
+from ..config import Config, about, resolve_model_config
 from ..data.base import SequenceData
 from ..files.limits import check_allocation, format_bytes, module_bytes
 from ..model.losses import compute_losses
@@ -230,7 +230,7 @@ def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *
         cfg, ckpt = resume_point(cfg, run_dir, world)
     else:
         if (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.jsonl").exists():
-            raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
+            raise about("run_dir", FileExistsError(f"{run_dir} already holds a run; resume it or choose another folder"))
         ckpt = None
         cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg.model, data.frame_shape))
     check_model_fits(cfg, 4, "training")  # parameters, gradients, Adam's two moments
