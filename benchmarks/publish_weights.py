@@ -18,9 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from skd.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
-from skd.judge import JUDGE_KIND, file_sha256
-from skd.train import CKPT_KIND
+from skd.files.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
+from skd.evaluation.judge import JUDGE_KIND, file_sha256
+from skd.training.loop import CKPT_KIND
 
 RUN_FILES = ("config.json", "data.json", "metrics.jsonl", "command.txt", "result.json")
 JUDGE_FILES = ("judge.json",)

@@ -99,3 +99,37 @@ def test_user_arrays_train_with_mlp(tmp_path, capsys) -> None:
                  "--set", "train.epochs=0", "--set", "model.k=6", "--set", "loss.static_size=2", "--set", "train.batch_size=8"]) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["kind"] == "mlp" and cfg["model"]["input_dim"] == 5
+
+
+def test_eval_has_one_subcommand_per_mode(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for mode in ("two-factor", "multifactor", "audio", "factors", "scorecard"):
+        assert mode in out
+    for mode in ("two-factor", "multifactor", "audio", "factors", "scorecard"):
+        with pytest.raises(SystemExit) as e:
+            main(["eval", mode, "--help"])
+        assert e.value.code == 0 and f"usage: skd eval {mode}" in capsys.readouterr().out
+
+
+def test_old_eval_spellings_are_hidden_aliases_with_one_deprecation_line() -> None:
+    from skd.cli.eval_cmd import legacy_argv
+
+    assert legacy_argv(["audio", "--run", "r"]) == (["audio", "--run", "r"], None)
+    for flag, mode in (("--audio", "audio"), ("--factors", "factors"), ("--multifactor", "multifactor")):
+        new, note = legacy_argv(["-q", flag, "--run", "r"])
+        assert new == [mode, "-q", "--run", "r"] and "deprecated" in note and f"skd eval {mode}" in note
+    new, note = legacy_argv(["--run", "r", "--judge", "j"])
+    assert new[0] == "two-factor" and "deprecated" in note
+
+
+def test_library_errors_name_no_flag_and_the_cli_adds_it(tmp_path, capsys) -> None:
+    from skd.data import data_config_from_spec
+
+    with pytest.raises(FileNotFoundError) as e:
+        data_config_from_spec(str(tmp_path / "nothing"))
+    assert "--" not in str(e.value) and e.value.param == "data"
+    assert main(["judge", "train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "j")]) == 2
+    assert f"--data {tmp_path / 'nothing'}: no such file" in _one_error_line(capsys)

@@ -1,6 +1,6 @@
 """Distributed training: exact global Koopman fit and gradients on 2 gloo processes (CPU).
 
-One 2-process job (``_suite``, started once per module with :func:`skd.launch.launch_local`)
+One 2-process job (``_suite``, started once per module with :func:`skd.training.launch.launch_local`)
 computes every multi-process quantity next to its single-process reference on the concatenated
 batch and writes the measured errors to JSON; the tests below assert on them. Pure pieces (env
 parsing, sharding, the reduce hook, batch-norm conversion) are tested in-process.
@@ -18,16 +18,16 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from skd import distributed as D
-from skd.checkpoint import load_checkpoint
+from skd.training import distributed as D
+from skd.files.checkpoint import load_checkpoint
 from skd.cli.main import main
 from skd.config import LossConfig, ModelConfig
 from skd.data import load_dataset
 from skd.koopman import fit_koopman, normal_equations
-from skd.launch import launch_local
-from skd.losses import compute_losses, spectral_loss
+from skd.training.launch import launch_local
+from skd.model.losses import compute_losses, spectral_loss
 from skd.model import KoopmanAE
-from skd.train import train
+from skd.training.loop import train
 
 from conftest import tiny_config
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from skd.checkpoint import load_checkpoint
+from skd.files.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

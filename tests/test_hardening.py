@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 import torch
 
-from skd.audio.io import AudioError, read_audio
-from skd.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from skd.data.audio.io import AudioError, read_audio
+from skd.files.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from skd.cli.main import main
 from skd.config import ConfigError, DataConfig, load_config
 from skd.data import load_dataset
 from skd.data.arrays import load_arrays
 from skd.data.base import Factor
-from skd.judge import JudgeConfig
-from skd.train import TrainingError, load_run, train
+from skd.evaluation.judge import JudgeConfig
+from skd.training.loop import TrainingError, load_run, train
 
 from conftest import tiny_config
 
@@ -70,7 +70,7 @@ def _params(model) -> torch.Tensor:
 @contextmanager
 def _claimed_elsewhere(run: Path):
     """Another process holds the run folder (as a live `skd train` would)."""
-    code = ("import sys\nfrom skd.runfolder import claim_run_dir\nwith claim_run_dir(sys.argv[1]):\n"
+    code = ("import sys\nfrom skd.files.runfolder import claim_run_dir\nwith claim_run_dir(sys.argv[1]):\n"
             "    print('ready', flush=True)\n    sys.stdin.read()\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -181,7 +181,7 @@ def test_item23_negative_threads_are_refused() -> None:
 
 
 def test_item05_a_crash_before_the_first_checkpoint_resumes_exactly(tmp_path, shapes, monkeypatch) -> None:
-    T = importlib.import_module("skd.train")  # the module (skd.train is also the function)
+    T = importlib.import_module("skd.training.loop")  # the module (skd.train is also the function)
 
     full = train(tiny_config(max_steps=4, checkpoint_every=100), tmp_path / "full", shapes, progress=False)
     real, calls = T.compute_losses, []
@@ -241,7 +241,7 @@ def test_item06_a_corrupt_line_before_the_end_names_the_file(run3, capsys) -> No
 
 
 def test_item07_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_previous(run3, capsys, monkeypatch) -> None:
-    import skd.checkpoint as C
+    import skd.files.checkpoint as C
 
     def full_disk(obj, f, *a, **k):
         f.write(b"x" * 1000)
@@ -318,7 +318,7 @@ def test_item09_an_unknown_device_is_one_line(tmp_path, capsys) -> None:
 
 
 def test_item11_an_array_larger_than_memory_is_one_line(tmp_path, capsys, monkeypatch) -> None:
-    from skd import limits
+    from skd.files import limits
 
     np.save(tmp_path / "big.npy", np.zeros((40, 4, 3, 32, 32), dtype=np.uint8))  # 480 KiB
     monkeypatch.setattr(limits, "memory_budget", lambda: 100_000)
@@ -354,8 +354,8 @@ def test_item13_a_huge_label_id_is_refused(tmp_path, capsys) -> None:
         load_arrays(tmp_path / "d.npz")
     assert main(["judge", "train", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "j")]) == 2
     assert "2000000001 classes" in _one_error_line(capsys)
-    from skd.judge import check_judge_fits
-    from skd.limits import ResourceLimitError
+    from skd.evaluation.judge import check_judge_fits
+    from skd.files.limits import ResourceLimitError
 
     with pytest.raises(ResourceLimitError, match="shade: 2000000000 classes"):  # a factor declared elsewhere
         check_judge_fits(JudgeConfig(), (3, 32, 32), (Factor("shade", 2_000_000_000, "static"),), 4, "training")
@@ -450,7 +450,7 @@ def test_item24_swap_with_a_negative_pair_count_is_one_line_and_writes_nothing(r
     assert main(["swap", "-q", "--run", str(run3), "--n-pairs", "-3"]) == 2
     assert "--n-pairs=-3 must be >= 1" in _one_error_line(capsys)
     assert not (run3 / "swaps").exists()
-    from skd.showcase import pick_pairs
+    from skd.pipelines.pairs import pick_pairs
 
     with pytest.raises(ValueError, match="n=0 must be an integer >= 1"):
         pick_pairs(load_dataset(tiny_config().data)[1], 0)

@@ -8,14 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skd.checkpoint import load_checkpoint, save_checkpoint
+from skd.files.checkpoint import load_checkpoint, save_checkpoint
 from skd.cli.main import main
 from skd.data import load_dataset
 from skd.data.base import Factor
-from skd.evaluate import TwoFactorSpec, evaluate_judges, evaluate_two_factor
-from skd.judge import Judge, JudgeConfig, judge_setup, load_judge, train_judge
-from skd.scorecard import ScorecardSpec, Target, build_scorecard, msd_chance, msd_score, scorecard_rows
-from skd.train import train
+from skd.evaluation.two_factor import TwoFactorSpec, evaluate_judges, evaluate_two_factor
+from skd.evaluation.judge import Judge, JudgeConfig, judge_setup, load_judge, train_judge
+from skd.evaluation.scorecard import ScorecardSpec, Target, build_scorecard, msd_chance, msd_score, scorecard_rows
+from skd.training.loop import train
 
 from conftest import tiny_config
 
@@ -106,7 +106,7 @@ def test_a_judge_saved_before_arch_existed_loads_as_reference(world, tmp_path) -
 def test_judges_read_the_same_frames(world) -> None:
     _, run, jr, _, te = world
     spec = TwoFactorSpec(repeats=2, batch_size=8)
-    one, two = evaluate_judges(run.model, run.config, [jr.judge, jr.judge], te, spec, progress=False)
+    one, two = evaluate_judges(run.model, run.config.loss, [jr.judge, jr.judge], te, spec, progress=False)
     assert one.table == two.table and one.unchanged == two.unchanged and one.sanity == two.sanity
     alone = evaluate_two_factor(run.model, run.config, jr.judge, te, repeats=2, batch_size=8, progress=False)
     assert alone.table == one.table
@@ -114,7 +114,7 @@ def test_judges_read_the_same_frames(world) -> None:
 
 def test_scorecard_rows_cover_every_lens_and_agree_for_the_same_judge_twice(world) -> None:
     _, run, jr, tr, te = world
-    card = build_scorecard(run.model, run.config, [jr.judge, jr.judge], tr, te,
+    card = build_scorecard(run.model, run.config.loss, [jr.judge, jr.judge], tr, te,
                            ScorecardSpec(repeats=2, batch_size=8, fit_batch=40), progress=False)
     rows = scorecard_rows(card)
     keys = {r.key for r in rows}

@@ -315,7 +315,7 @@ def test_sprites_train_one_step_through_the_config(builds, tmp_path):
     """data.name = 'sprites' feeds the paper-size preset (tiny widths here) end to end."""
     from skd.config import load_config
     from skd.data import load_dataset
-    from skd.train import train
+    from skd.training.loop import train
 
     folder = builds / "u8"
     cfg = load_config("sprites", [f"data.path={str(folder)!r}", "model.width=4", "model.k=8", "loss.static_size=3",
@@ -343,7 +343,7 @@ def test_downsample_frames_is_the_rounded_block_mean():
 def test_reduced_build_is_the_full_build_box_reduced(builds, tmp_path):
     from skd.config import load_config
     from skd.data import load_dataset
-    from skd.train import train
+    from skd.training.loop import train
 
     small = tmp_path / "s32"
     data_cmd._run_sprites(argparse.Namespace(sheets=SHEETS, out=small, limit_train=N_TR, limit_test=N_TE,

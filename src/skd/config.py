@@ -14,12 +14,22 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def about(param: str, exc: E) -> E:
+    """Tag a user error with the library parameter it is about (``out_dir``, ``data``, ``groups``,
+    ``run_dir``); the CLI names its own flag for it. The library itself never names a flag."""
+    exc.param = param  # type: ignore[attr-defined]
+    return exc
 
 
 class ConfigError(ValueError):
@@ -129,7 +139,7 @@ class LossConfig:
             raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")
 
 
-PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see skd.precision)
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see skd.model.precision)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # train.memory_format
 
 
@@ -152,7 +162,7 @@ class TrainConfig:
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 0  # torch CPU threads, 0 = torch default
     sync_bn: bool = True  # several processes: BatchNorm statistics of the global batch (exact), else per process
-    precision: str = "auto"  # frame networks: auto (bf16 where native, conv nets) | fp32 | bf16; see skd.precision
+    precision: str = "auto"  # frame networks: auto (bf16 where native, conv nets) | fp32 | bf16; see skd.model.precision
     memory_format: str = "auto"  # frame networks: auto (channels_last for conv on cpu/cuda) | channels_last | contiguous
     compile: bool = False  # torch.compile the frame networks
 
@@ -236,8 +246,10 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        if self.loss.static_size > self.model.k:
-            raise ConfigError(f"loss.static_size={self.loss.static_size} must be <= model.k={self.model.k}")
+        most = (self.model.k + 1) // 2  # C (k, k) real has at least ceil(k/2) components (a pair counts once)
+        if self.loss.static_size > most:
+            raise ConfigError(f"loss.static_size={self.loss.static_size} must be <= model.k/2 rounded up = {most} "
+                              f"(model.k={self.model.k}; a conjugate pair counts once)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

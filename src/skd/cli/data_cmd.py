@@ -78,7 +78,7 @@ def _run_sprites(args: argparse.Namespace) -> int:
 def _run_oscillators(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..checkpoint import atomic_write_bytes
+    from ..files.checkpoint import atomic_write_bytes
     from ..data.oscillators import oscillators_split
 
     if args.n_train < 1 or args.n_test < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..demo import run_demo
+from ..render.demo import run_demo
 from .common import add_config_arguments, command_line, config_from_args
 
 HELP = "generate built-in data, train a few minutes on CPU, write swaps, GIFs and plots"

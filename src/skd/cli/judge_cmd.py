@@ -7,8 +7,8 @@ import argparse
 import dataclasses
 
 from ..data import data_config_from_spec, load_dataset
-from ..judge import judge_setup, train_judge
-from ..train import resolve_device
+from ..evaluation.judge import judge_setup, train_judge
+from ..training.loop import resolve_device
 from .common import command_line
 
 HELP = "train the judge classifier used by `skd eval`"

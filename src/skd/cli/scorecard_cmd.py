@@ -5,18 +5,18 @@ import argparse
 import json
 from pathlib import Path
 
-from .. import viz
-from ..checkpoint import atomic_write_text
+from ..render import images as viz
+from ..files.checkpoint import atomic_write_text
 from ..data import data_config_from_spec, load_dataset
-from ..footprint import AFFINITIES
-from ..judge import load_judge
-from ..multifactor import single_factor_grid
-from ..scorecard import ScorecardSpec, build_scorecard, scorecard_json, scorecard_markdown, scorecard_rows
-from ..showcase import pick_pairs
-from ..train import load_run
+from ..pipelines.footprint import AFFINITIES
+from ..evaluation.judge import load_judge
+from ..evaluation.scorecard import ScorecardSpec, build_scorecard, scorecard_json, scorecard_markdown, scorecard_rows
+from ..pipelines.pairs import pick_pairs
+from ..render.swaps import single_factor_grid
+from ..training.loop import load_run
 from .common import command_line
 
-HELP = "score a run on every lens: reconstructions, Protocols A/B (two splits), multifactor, MSD score"
+HELP = "score a run on every lens: reconstructions, Protocols A/B (two splits), multifactor, MSD score (also: skd eval scorecard)"
 DESCRIPTION = """The scorecard of a trained run on the whole test split (docs/EVALUATION.md, "Scorecard"):
 
   - the judge's accuracy on plain reconstructions, per head;
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         judge, sha = load_judge(path)
         judges.append(judge)
         shas.append(sha)
-    card = build_scorecard(model, cfg, judges, train, test, spec, progress=not getattr(args, "quiet", False))
+    card = build_scorecard(model, cfg.loss, judges, train, test, spec, progress=not getattr(args, "quiet", False))
     rows = scorecard_rows(card)
     out = Path(args.out) if args.out else (run_path.parent if run_path.is_file() else run_path) / "scorecard"
     out.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ..config import Config
 from ..data import load_dataset
-from ..distributed import env_world, init_distributed, shutdown
-from ..runfolder import claim_run_dir
-from ..train import train
+from ..training.distributed import env_world, init_distributed, shutdown
+from ..files.runfolder import claim_run_dir
+from ..training.loop import train
 from .common import add_config_arguments, command_line, config_from_args
 
 HELP = "train a model on the built-in data or your arrays (or resume a run)"
@@ -29,7 +29,7 @@ examples:
 The run folder gets config.json, command.txt, data.json, metrics.jsonl, checkpoint.pt and
 result.json. With several processes train.batch_size is the GLOBAL batch (split evenly), C is
 fitted on the whole global batch, and only rank 0 writes files (docs/DISTRIBUTED.md)."""
-log = logging.getLogger("skd.train")
+log = logging.getLogger("skd.training.loop")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def _config(args: argparse.Namespace) -> tuple[Config, Path]:
     if args.resume:
         if args.out:
             raise ValueError("use either --resume RUN or --out RUN, not both")
-        from ..resume import load_checkpoint_config
+        from ..training.resume import load_checkpoint_config
 
         return load_checkpoint_config(args.resume, [*extra, *args.overrides]), Path(args.resume)
     cfg = config_from_args(args, extra)
@@ -98,7 +98,7 @@ def _train(args: argparse.Namespace, cfg: Config, run_dir: Path, command: str) -
 
 def _launch(args: argparse.Namespace, cfg: Config, run_dir: Path) -> int:
     """``--nproc N``: check what can be checked here (one clear error line), then start N processes."""
-    from ..launch import launch_local
+    from ..training.launch import launch_local
 
     n = args.nproc
     if n < 1:

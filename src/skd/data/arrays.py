@@ -12,7 +12,7 @@ arrays that are constant over time; ``-1`` (or an all-zero one-hot row) marks an
 Every error is a single-line ``ValueError`` (``FileNotFoundError`` for a missing file) that
 starts with the file name. Array headers are read and checked before any data: a header that
 declares more bytes than the file holds, or more than the memory available
-(:mod:`skd.limits`), is refused without allocating.
+(:mod:`skd.files.limits`), is refused without allocating.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from skd.data.base import Factor, FactorKind, SequenceData
-from skd.limits import check_allocation
+from skd.files.limits import check_allocation
 
 log = logging.getLogger(__name__)
 

@@ -38,11 +38,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from skd.checkpoint import current_umask
+from skd.files.checkpoint import current_umask
 from skd.data.arrays import _one_line, _read
 from skd.data.base import Factor, SequenceData
-from skd.limits import check_allocation, format_bytes
-from skd.runfolder import folder_bytes, folder_lock
+from skd.files.limits import check_allocation, format_bytes
+from skd.files.runfolder import folder_bytes, folder_lock
 
 log = logging.getLogger(__name__)
 
