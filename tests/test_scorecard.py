@@ -143,3 +143,18 @@ def test_scorecard_cli_writes_markdown_json_and_pictures(world, tmp_path, capsys
     assert main(["scorecard", "--run", str(root / "run"), "--judge", str(root / "judge"), "--repeats", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "repeats=0" in err[0]
+
+
+def test_a_run_loaded_in_bf16_decodes_like_fp32_within_bf16_rounding(world) -> None:
+    from skd.pipelines import ops
+    from skd.training.loop import load_run
+
+    root, _, _, _, te = world
+    fp32, _ = load_run(root / "run")
+    bf16, _ = load_run(root / "run", precision="bf16")
+    assert bf16.frame_autocast == torch.bfloat16 and fp32.frame_autocast is None
+    x = te.batch(torch.arange(6))
+    a, b = ops.decode(fp32, ops.encode(fp32, x)), ops.decode(bf16, ops.encode(bf16, x))
+    assert b.dtype == torch.float32
+    err = float((a - b).abs().max())
+    assert 0.0 < err < 0.05  # bf16 keeps 8 bits of mantissa: close, and not silently fp32

@@ -56,6 +56,9 @@ def _judge_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="sequences per C fit / batch (default: 256)")
     p.add_argument("--limit", type=int, default=0, metavar="N",
                    help="only the first N test sequences (a quick look; the protocol uses all)")
+    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                   help="model's frame networks: as in training (bf16 where the hardware has it; default) or fp32; "
+                        "the judge always reads in fp32")
 
 
 def _probe_args(p: argparse.ArgumentParser) -> None:
@@ -191,7 +194,7 @@ def _judge_data(args: argparse.Namespace):
     from ..data import data_config_from_spec
     from ..evaluation.judge import load_judge
 
-    model, cfg = load_run(args.run)
+    model, cfg = load_run(args.run, precision=getattr(args, "precision", "auto"))
     judge, sha = load_judge(args.judge)
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)

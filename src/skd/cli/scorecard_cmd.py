@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training sequences for the refined split and the factor groups (default: 2048)")
     p.add_argument("--n-factors", type=int, default=0, help="label-free groups (default: one per labelled static factor)")
     p.add_argument("--affinity", choices=AFFINITIES, default="dependence", help="label-free grouping cue (default: dependence)")
+    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                   help="model's frame networks: as in training (bf16 where the CPU/GPU has it natively; default) "
+                        "or fp32 everywhere; the judges always read in fp32")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     spec = ScorecardSpec(repeats=args.repeats, batch_size=args.batch_size, fit_batch=args.fit_batch, seed=args.seed,
                          n_factors=args.n_factors, affinity=args.affinity)
     run_path = Path(args.run)
-    model, cfg = load_run(run_path)
+    model, cfg = load_run(run_path, precision=args.precision)
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)
     if test is None:

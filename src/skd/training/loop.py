@@ -140,8 +140,15 @@ def check_model_fits(cfg: Config, copies: int, what: str) -> None:
     check_allocation(copies * nbytes, f"{what} (a model of {format_bytes(nbytes)} of parameters: {sizes}, model.k={m.k})")
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[KoopmanAE, Config]:
-    """The trained model (eval mode) and config of a run folder (or of one checkpoint file)."""
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, precision: str = "fp32"
+             ) -> tuple[KoopmanAE, Config]:
+    """The trained model (eval mode) and config of a run folder (or of one checkpoint file).
+
+    ``precision``: "fp32" runs everything in float32; "auto" runs the frame networks as training
+    does (bf16 autocast + channels_last where the device has bf16 in hardware, see
+    :mod:`skd.model.precision`), which makes encoding and decoding several times faster on such
+    CPUs; "bf16" forces it.
+    """
     run_dir = Path(run_dir)
     path = run_dir if run_dir.is_file() else run_dir / "checkpoint.pt"
     ckpt = load_checkpoint(path, kind=CKPT_KIND, map_location=device)
@@ -150,6 +157,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[K
     model = build_model(cfg).to(device)
     load_state_checked(model, ckpt.get("model"), path)
     model.eval()
+    if precision != "fp32":
+        apply_plan(model, resolve_plan(precision, "auto", False, torch.device(device), cfg.model.kind))
     return model, cfg
 
 
