@@ -19,6 +19,11 @@ from ..pipelines.basis import BasisSpec, fit_reference_basis
 from ..pipelines.pairs import pick_pairs
 from .swaps import write_loss_plot, write_samples, write_swaps
 from ..training.loop import train
+from ..evaluation.judge import Judge, check_judge_matches
+from ..evaluation.two_factor import TwoFactorSpec, evaluate_judges
+
+# what a good 3-minute demo model reaches on its swaps, read by a judge of the built-in data
+JUDGE_TARGETS = {"on_target": 0.90, "motion_kept": 0.95}
 
 DEMO_MARKER = ".skd-demo"
 
@@ -73,13 +78,20 @@ def pixel_swap_check(x_dyn: torch.Tensor, x_static: torch.Tensor, x_swap: torch.
     }
 
 
-def run_demo(cfg: Config, out_dir: str | Path, *, progress: bool = True, command: str | None = None) -> DemoResult:
-    """Train on the built-in data for ``cfg.train.minutes`` and write the report into ``out_dir``."""
+def run_demo(cfg: Config, out_dir: str | Path, *, progress: bool = True, command: str | None = None,
+             judge: tuple[Judge, str] | None = None) -> DemoResult:
+    """Train on the built-in data for ``cfg.train.minutes`` and write the report into ``out_dir``.
+
+    ``judge``: a judge of the built-in data and its SHA-256; the summary then scores the swaps
+    with it (:func:`judge_swap_scores`).
+    """
     t0 = time.time()
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir)
     train_data, test_data = load_dataset(cfg.data)
     test_data = test_data if test_data is not None and len(test_data) >= 8 else train_data
+    if judge is not None:
+        check_judge_matches(judge[0], test_data)  # before training: a wrong judge costs nothing
+    prepare_out_dir(out_dir)
     res = train(cfg, out_dir / "run", train_data, progress=progress, command=command)
     model, cfg = res.model, res.config
     basis = fit_reference_basis(model, test_data, BasisSpec.from_loss(cfg.loss))
@@ -88,11 +100,28 @@ def run_demo(cfg: Config, out_dir: str | Path, *, progress: bool = True, command
     samples = write_samples(model, test_data, basis, out_dir)
     losses = write_loss_plot(out_dir / "run", out_dir / "losses.png")
     summary = _summarise(model, test_data, basis, cfg, res, time.time() - t0)
+    if judge is not None:
+        summary["judge_swaps"] = {**judge_swap_scores(model, cfg, judge[0], test_data, basis), "judge_sha256": judge[1]}
+        summary["total_seconds"] = round(time.time() - t0, 1)
     summary["files"] = {"swaps": swaps.grid.name, "gif": swaps.gif.name, "eigenvalues": swaps.eigen_plot.name,
                         "samples": samples.name, "losses": losses.name if losses else None, "run": "run/"}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out_dir / "summary.md", _markdown(summary, cfg))
     return DemoResult(out_dir, summary, time.time() - t0)
+
+
+def judge_swap_scores(model, cfg: Config, judge: Judge, data: SequenceData, basis: ops.KoopmanBasis) -> dict:
+    """Two-factor swaps of every test sequence with another one (the demo's basis), read by
+    ``judge``: ``on_target`` — each static head reads the LOOK donor's value (Protocol B, swap);
+    ``motion_kept`` — the dynamic head(s) read the MOTION donor's value (Protocol A, swap);
+    ``reconstruction`` — the judge on plain reconstructions (the ceiling of both)."""
+    spec = TwoFactorSpec(repeats=1, batch_size=max(3, len(data)), only=(("A", "swap"), ("B", "swap")), basis=basis,
+                         basis_note="the demo's basis")
+    rep = evaluate_judges(model, cfg.loss, [judge], data, spec, progress=False)[0]
+    static = {h: m["acc"]["mean"] for h, m in rep.table["B"]["swap"].items()}
+    dynamic = {h: m["acc"]["mean"] for h, m in rep.table["A"]["swap"].items()}
+    return {"on_target": static, "motion_kept": dynamic, "reconstruction": rep.sanity["judge_acc_on_reconstructions"],
+            "targets": JUDGE_TARGETS, "n": rep.n}
 
 
 def _summarise(model, data: SequenceData, basis: ops.KoopmanBasis, cfg: Config, res, seconds: float) -> dict:
@@ -145,6 +174,19 @@ def _markdown(s: dict, cfg: Config) -> str:
             f"vs to the motion donor {ch['background_dist_to_motion_donor']:.3f} (RGB, lower = taken from it)",
             f"- swaps, shape path distance to the motion donor {ch['path_dist_to_motion_donor_px']:.2f} px "
             f"vs to the look donor {ch['path_dist_to_look_donor_px']:.2f} px",
+        ]
+    js = s.get("judge_swaps")
+    if js:
+        on = ", ".join(f"{h} {100 * v:.1f} %" for h, v in js["on_target"].items())
+        kept = ", ".join(f"{h} {100 * v:.1f} %" for h, v in js["motion_kept"].items())
+        rec = ", ".join(f"{h} {100 * v:.1f} %" for h, v in js["reconstruction"].items())
+        lines += [
+            "",
+            f"## Swaps read by a judge of the built-in data ({js['n']} test sequences, judge `{js['judge_sha256'][:12]}…`)",
+            "",
+            f"- the look (static heads read the look donor; target ≥ {100 * js['targets']['on_target']:.0f} %): {on}",
+            f"- the motion (dynamic head reads the motion donor; target ≥ {100 * js['targets']['motion_kept']:.0f} %): {kept}",
+            f"- plain reconstructions (the ceiling of both): {rec}",
         ]
     lines += ["", f"Total demo time: {s['total_seconds']:.0f} s.", ""]
     return "\n".join(lines)
