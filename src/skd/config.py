@@ -64,7 +64,7 @@ def check_device(name: str, where: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture (METHOD.md §1). ``kind='conv'`` for frames, ``'mlp'`` for vectors (B, T, D)."""
+    """Architecture (docs/METHOD.md §1). ``kind='conv'`` for frames, ``'mlp'`` for vectors (B, T, D)."""
 
     kind: Literal["auto", "conv", "mlp"] = "auto"  # auto: conv for frames, mlp for vectors
     image_size: int = 64  # conv: 32 or 64 (taken from the data when training)
@@ -115,7 +115,7 @@ def resolve_model_config(cfg: ModelConfig, frame_shape: tuple[int, ...]) -> Mode
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights and the spectral loss (METHOD.md §2)."""
+    """Loss weights and the spectral loss (docs/METHOD.md §2)."""
 
     w_rec: float = 15.0
     w_pred: float = 1.0

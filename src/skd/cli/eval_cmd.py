@@ -15,12 +15,12 @@ from ..training.loop import load_run
 HELP = "evaluate a trained run: two-factor | multifactor | audio | factors | scorecard"
 DESCRIPTION = """Measure how well a trained run disentangles its data. One subcommand per benchmark family:
 
-  two-factor   --judge JUDGE: Protocols A and B of EVALUATION.md §2 on the whole test split with
+  two-factor   --judge JUDGE: Protocols A and B of docs/EVALUATION.md §2 on the whole test split with
                both manipulations (sample, swap): Acc, IS, H(y|x), H(y) as mean ± std over
                --repeats, plus reconstruction MSE and the judge's accuracy on reconstructions.
-  multifactor  --judge JUDGE: the multifactor metric of EVALUATION.md §3 with the groups of
+  multifactor  --judge JUDGE: the multifactor metric of docs/EVALUATION.md §3 with the groups of
                `skd factors` (factor × judge-head matrix, on-/off-target, action, chance).
-  audio        speech runs (fsdd, timit, audio folders), EVALUATION.md §4: static and dynamic
+  audio        speech runs (fsdd, timit, audio folders), docs/EVALUATION.md §4: static and dynamic
                speaker-verification EER, speaker and content accuracy of linear probes.
   factors      any run with labelled factors: for every factor, the accuracy of a linear probe
                on the static and on the dynamic embedding.
@@ -293,9 +293,9 @@ def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
 
 # subcommand -> (help, argument adder, runner). A new benchmark family adds one entry here.
 MODES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict[str, Any]]]] = {
-    "two-factor": ("judge-based Protocols A and B (EVALUATION.md §2)", add_two_factor, lambda a: run_judge(a)),
+    "two-factor": ("judge-based Protocols A and B (docs/EVALUATION.md §2)", add_two_factor, lambda a: run_judge(a)),
     "multifactor": ("multifactor metric with the groups of `skd factors`", add_multifactor, lambda a: run_multifactor(a)),
-    "audio": ("speech: static/dynamic speaker EER and linear probes (EVALUATION.md §4)", add_audio, lambda a: run_audio(a)),
+    "audio": ("speech: static/dynamic speaker EER and linear probes (docs/EVALUATION.md §4)", add_audio, lambda a: run_audio(a)),
     "factors": ("any labelled data: probe every factor from the static and the dynamic embedding", add_factors,
                 lambda a: run_factors(a)),
 }

@@ -1,6 +1,6 @@
 """The Sprites benchmark (Li & Mandt, 2018): build it from the LPC sheets, load it from disk.
 
-Recipe (``/work/shared/data/lpc-sprites/README.md``, followed value for value): character
+Recipe of the standard data set (recovered from the original generator, followed value for value): character
 c in 0..1295 has body = c // 216, bottom = (c // 36) % 6, top = (c // 6) % 6, hair = c % 6;
 its frames are cells of an opaque black canvas alpha-composited with body, bottomwear,
 topwear, hair and ``shoes/1.png``. ``np.random.seed(423)`` splits the characters 1000 / 296;

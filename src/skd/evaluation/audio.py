@@ -1,4 +1,4 @@
-"""Speaker-verification EER and linear probes on static vs dynamic embeddings (EVALUATION.md §4).
+"""Speaker-verification EER and linear probes on static vs dynamic embeddings (docs/EVALUATION.md §4).
 
 EER is computed exactly from the ROC of all unordered pairs: pairs are sorted by score once,
 false-accept and false-reject rates at every distinct threshold follow from cumulative sums, and

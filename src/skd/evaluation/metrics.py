@@ -1,4 +1,4 @@
-"""Two-factor disentanglement scores from a frozen judge's predictions (EVALUATION.md §2).
+"""Two-factor disentanglement scores from a frozen judge's predictions (docs/EVALUATION.md §2).
 
 Pure, vectorised NumPy functions. Inputs are NumPy arrays or torch tensors (any device; they
 are detached and copied to CPU float64): ``probs`` is (N, K) softmax output whose rows sum to 1,

@@ -1,4 +1,4 @@
-"""The multifactor metric of EVALUATION.md §3: swap one factor group at a time from a random
+"""The multifactor metric of docs/EVALUATION.md §3: swap one factor group at a time from a random
 donor and read every judge head; and the judge's accuracy on plain reconstructions (its ceiling).
 
 The groups come from :mod:`skd.pipelines.factorset` (``skd factors``).
@@ -19,7 +19,7 @@ from .judge import Judge, check_judge_matches, judge_probs
 
 def evaluate_multifactor(model: KoopmanAE, judge: Judge, data: SequenceData, fs: FactorSet, groups: FactorGroups,
                          *, batch_size: int = 256, seed: int = 0, progress: bool = True) -> dict:
-    """EVALUATION.md §3: swap one named group from a random donor into every test sequence.
+    """docs/EVALUATION.md §3: swap one named group from a random donor into every test sequence.
 
     Returns {"matrix": {group: {head: acc}}, "on_target", "off_target", "action", "mean", "chance"}
     where the matrix entry is the accuracy against the DONOR's label for the group's own head and

@@ -1,6 +1,6 @@
 """Static / dynamic embeddings of a trained model and linear probes on them.
 
-Embeddings (EVALUATION.md §4): with the Koopman basis fitted on a reference batch, the static
+Embeddings (docs/EVALUATION.md §4): with the Koopman basis fitted on a reference batch, the static
 embedding of a sequence is the time-average of its static part, the dynamic embedding the
 time-average of its dynamic part. Two coordinate systems:
 

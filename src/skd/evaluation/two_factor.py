@@ -1,4 +1,4 @@
-"""Two-factor disentanglement metrics with a judge (EVALUATION.md §2).
+"""Two-factor disentanglement metrics with a judge (docs/EVALUATION.md §2).
 
 Protocol A ("fix the dynamics, sample the statics"): keep each test sequence's dynamic part,
 replace its static part (``sample``: convex combination of two other sequences' static parts;

@@ -1,4 +1,4 @@
-"""A Koopman basis of latents and what it does to them (METHOD.md §3), no networks involved.
+"""A Koopman basis of latents and what it does to them (docs/METHOD.md §3), no networks involved.
 
 :class:`KoopmanBasis` holds C fitted on a reference batch, its sorted eigen-decomposition and the
 static set; :func:`swap_latents` and :func:`sample_part` recombine static and dynamic parts;
@@ -95,7 +95,7 @@ def sample_part(
 ) -> torch.Tensor:
     """Replace the static (or dynamic) part of each sequence by a random convex combination.
 
-    SKD has no prior (METHOD.md §3): for sequence i, draw two other batch members j, l and
+    SKD has no prior (docs/METHOD.md §3): for sequence i, draw two other batch members j, l and
     weights w ~ U(0, 1)² normalised to sum 1; the new part is w_j·P(z_j) + w_l·P(z_l), where P
     projects on the eigen-subspace of ``part``. z: (B, T, k) -> (B, T, k).
     """

@@ -1,6 +1,6 @@
 """A numerically stable real basis of the static invariant subspace of C.
 
-The static part of a latent row vector is z_S = z V_S U_S (METHOD.md §3, Eq. 5 restricted to S).
+The static part of a latent row vector is z_S = z V_S U_S (docs/METHOD.md §3, Eq. 5 restricted to S).
 Computed from eigenvectors this is fragile exactly where SKD lives: the spectral loss (Eq. 4)
 drives all static eigenvalues onto λ = 1, so they are (nearly) repeated, LAPACK may return
 their eigenvectors as complex-conjugate-like pairs whose eigenvalues differ by rounding only,

@@ -1,4 +1,4 @@
-"""KoopmanAE: per-frame encoder → LSTM → Koopman fit → LSTM → per-frame decoder (METHOD.md §1)."""
+"""KoopmanAE: per-frame encoder → LSTM → Koopman fit → LSTM → per-frame decoder (docs/METHOD.md §1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Training objective of SKD (METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
+"""Training objective of SKD (docs/METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
 
 L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig, every term an MSE-type
 mean. ``compute_losses`` returns the total and a named breakdown.

@@ -1,4 +1,4 @@
-"""Multifactor structure inside the static eigen-subspace (METHOD.md §3, paper Sec. 4.3).
+"""Multifactor structure inside the static eigen-subspace (docs/METHOD.md §3, paper Sec. 4.3).
 
 The paper swaps ONE static factor (only the hair) by moving a hand-picked group of static
 eigen-coordinates from a donor to a receiver. Here the groups are found automatically.

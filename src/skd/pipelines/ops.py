@@ -1,4 +1,4 @@
-"""Disentangling operations on a trained KoopmanAE ("pipelines", METHOD.md §3).
+"""Disentangling operations on a trained KoopmanAE ("pipelines", docs/METHOD.md §3).
 
 All operations are vectorised over the batch and take randomness as ``generator=``. The Koopman
 matrix is fitted on a batch at test time too (C depends on that batch: use a few hundred

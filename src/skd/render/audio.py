@@ -1,7 +1,7 @@
 """Voice swaps you can listen to: utterance A's words in speaker B's voice, as WAV and PNG.
 
 For a pair of utterances (A, B), chunk i of A keeps its dynamic part and takes the static part
-of chunk i mod m of B (m = B's chunk count) — the two-factor swap of METHOD.md §3, chunk by
+of chunk i mod m of B (m = B's chunk count) — the two-factor swap of docs/METHOD.md §3, chunk by
 chunk. Decoded chunks are put back on the utterance's time axis (overlapping frames averaged),
 un-standardised and turned into sound by Griffin-Lim. Every WAV, originals included, goes
 through the same vocoder, so differences between files come from the model, not the vocoder.

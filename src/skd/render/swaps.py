@@ -61,7 +61,7 @@ def write_swaps(
 def write_samples(
     model: KoopmanAE, data: SequenceData, basis: ops.KoopmanBasis, out_dir: Path, *, n: int = 6, seed: int = 0
 ) -> Path:
-    """Rows: originals, static part resampled, dynamic part resampled (METHOD.md §3 sampling)."""
+    """Rows: originals, static part resampled, dynamic part resampled (docs/METHOD.md §3 sampling)."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data), generator=g)[: max(n, 3)]
     x = data.batch(idx)

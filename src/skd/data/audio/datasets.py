@@ -189,7 +189,7 @@ def _timit_base(root: Path) -> tuple[Path, Path]:
 
 
 def timit_entries(root: str | Path, *, core_test: Iterable[str] = TIMIT_CORE_TEST) -> list[Entry]:
-    """TIMIT per EVALUATION.md §4: train = every TRAIN speaker, test = the 24 core-test speakers.
+    """TIMIT per docs/EVALUATION.md §4: train = every TRAIN speaker, test = the 24 core-test speakers.
 
     Layout ``{TRAIN,TEST}/DR{1-8}/{SPEAKER}/{SENTENCE}.WAV`` in any letter case; the SA
     sentences (read by every speaker) are excluded, leaving 8 SI/SX sentences per speaker

@@ -1,4 +1,4 @@
-"""DCGAN-style per-frame convolutional encoder/decoder (METHOD.md §1).
+"""DCGAN-style per-frame convolutional encoder/decoder (docs/METHOD.md §1).
 
 64×64: 4 × [Conv 4×4 s2 + BN + LeakyReLU(0.2)] with widths w, 2w, 4w, 8w (64→4 pixels), then
 Conv 4×4 → k + BN + Tanh. 32×32 drops the first stage (three stride-2 stages, 32→4).
