@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/skd demo --out $(OUT) --minutes $(MINUTES)
+	$(BIN)/skd demo --out $(OUT) --minutes $(MINUTES) $(if $(wildcard weights/judge-shapes/judge.pt),--judge weights/judge-shapes)
 
 test: install-dev
 	$(BIN)/python -m pytest -q

@@ -27,10 +27,11 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from skd import ops
+from skd.pipelines import ops
 from skd.data import data_config_from_spec, load_dataset
-from skd.multifactor import MOTION, fit_factors, fit_indices
-from skd.train import load_run
+from skd.pipelines.basis import BasisSpec
+from skd.pipelines.factorset import MOTION, fit_factors, fit_indices
+from skd.training.loop import load_run
 
 
 def probe(x: np.ndarray, y: np.ndarray, half: int) -> float:
@@ -50,7 +51,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model, cfg = load_run(args.run)
     train, _ = load_dataset(data_config_from_spec(args.data, cfg.data))
-    fs = fit_factors(model, cfg, train, n_groups=args.n_factors, fit_batch=args.fit_batch, seed=args.seed)
+    fs = fit_factors(model, train, BasisSpec.from_loss(cfg.loss, fit_batch=args.fit_batch, seed=args.seed), n_groups=args.n_factors)
     idx = fit_indices(len(train), args.fit_batch, args.seed)  # the sequences the groups were fitted on
     z = ops.encode(model, train.batch(idx)).to(torch.float64)  # (N, T, k)
     units = fs.free.units

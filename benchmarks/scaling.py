@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from skd import distributed as D
+from skd.training import distributed as D
 from skd.config import Config, load_config
 from skd.data import load_dataset
-from skd.launch import launch_local
-from skd.train import train
+from skd.training.launch import launch_local
+from skd.training.loop import train
 
 
 def _run(cfg: Config, run_dir: str) -> None:

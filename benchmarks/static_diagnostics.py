@@ -20,13 +20,13 @@ import dataclasses
 
 import torch
 
-from skd import ops
+from skd.pipelines import ops
 from skd.data import load_dataset
-from skd.evaluate import evaluate_two_factor
-from skd.judge import load_judge
+from skd.evaluation.two_factor import evaluate_two_factor
+from skd.evaluation.judge import load_judge
 from skd.koopman import to_eigen
-from skd.probe import chance_level, cv_probe_accuracy
-from skd.train import load_run
+from skd.evaluation.probes import chance_level, cv_probe_accuracy
+from skd.training.loop import load_run
 
 
 def component_features(a: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ sampling (EVALUATION.md §2: keep the dynamics, sample the statics, judge's acti
 WHOLE test split; the evaluation time is not counted as training time. Every point goes to
 OUT/ttq.jsonl; the end prints the training time at which Acc first reached 95 % and 99 %, and
 when the targets (Acc ≥ 99 %, IS ≥ --target-is) were first met together. ``--static-split refined``
-scores the refined split of ``skd.split`` (and logs the plain eigen split beside it). ``--stop-at-target``
+scores the refined split of ``skd.pipelines.split`` (and logs the plain eigen split beside it). ``--stop-at-target``
 ends the run there. Re-running with the same --out continues where it stopped.
 
 ``--score-kept DIR`` trains nothing: it scores every checkpoint file in DIR (for example the
@@ -36,18 +36,18 @@ import torch
 
 from skd.config import load_config
 from skd.data import load_dataset
-from skd.evaluate import evaluate_two_factor
-from skd.judge import load_judge
-from skd.train import load_run, train
+from skd.evaluation.two_factor import evaluate_two_factor
+from skd.evaluation.judge import load_judge
+from skd.training.loop import load_run, train
 
 
 def score(run: Path, judge, test, seed: int, split: str = "eigen", fit_data=None, fit_batch: int = 0) -> dict[str, float]:
     """Protocol A with sampling (one draw) of a run folder or checkpoint file; with ``fit_data``,
     one C (and split) fitted on ``fit_batch`` of its sequences (0 = all) instead of one per test batch."""
-    from skd.showcase import fit_reference_basis
+    from skd.pipelines.basis import BasisSpec, fit_reference_basis
 
     model, cfg = load_run(run)
-    basis = None if fit_data is None else fit_reference_basis(model, fit_data, cfg, fit_batch=fit_batch, seed=seed, split=split)
+    basis = None if fit_data is None else fit_reference_basis(model, fit_data, BasisSpec.from_loss(cfg.loss, split=split, fit_batch=fit_batch, seed=seed))
     rep = evaluate_two_factor(model, cfg, judge, test, repeats=1, seed=seed, progress=False,
                               only=(("A", "sample"),), sanity=False, split=split, basis=basis)
     row = rep.table["A"]["sample"]["action"]
@@ -68,7 +68,7 @@ def _point_line(point: dict) -> str:
 
 def score_kept(folder: Path, judge, test, args, log_path: Path, fit=None) -> list[dict]:
     """Score every checkpoint file in ``folder`` (step order); returns the logged points."""
-    from skd.checkpoint import load_checkpoint
+    from skd.files.checkpoint import load_checkpoint
 
     files = sorted(folder.glob("*.pt"))
     if not files:

@@ -91,9 +91,9 @@ def worker(spec: dict) -> dict:
     """Time ``spec['steps']`` training steps of one configuration (runs in a subprocess)."""
     from skd.config import load_config, resolve_model_config
     from skd.data.base import SequenceData
-    from skd.losses import compute_losses
-    from skd.precision import apply_plan, resolve_plan
-    from skd.train import build_model, grads_finite, resolve_device
+    from skd.model.losses import compute_losses
+    from skd.model.precision import apply_plan, resolve_plan
+    from skd.training.loop import build_model, grads_finite, resolve_device
 
     precision, memfmt, comp, datapath, fuse, threads = CONFIGS[spec["name"]]
     torch.set_num_threads(1 if threads == "1" else spec["threads"])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from skd.audio import (AudioError, SpectrogramSpec, features, features_to_magnitude, griffin_lim, istft,
+from skd.data.audio import (AudioError, SpectrogramSpec, features, features_to_magnitude, griffin_lim, istft,
                        mel_filterbank, read_audio, resample, scan_folder, stft, timit_entries, write_wav)
-from skd.audio.datasets import TIMIT_CORE_TEST, build_audio_data, fsdd_entries
-from skd.audio.features import fit_window, split_chunks
+from skd.data.audio.datasets import TIMIT_CORE_TEST, build_audio_data, fsdd_entries
+from skd.data.audio.features import fit_window, split_chunks
 from skd.config import DataConfig
 from skd.data import load_dataset
 

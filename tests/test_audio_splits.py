@@ -1,4 +1,4 @@
-"""Train/test splits of audio folders (skd.audio.splits): values, fractions, list files, speakers."""
+"""Train/test splits of audio folders (skd.data.audio.splits): values, fractions, list files, speakers."""
 from __future__ import annotations
 
 import wave
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from skd.audio.datasets import auto_seq_len, fsdd_entries, scan_folder
-from skd.audio.features import SpectrogramSpec
-from skd.audio.splits import apply_split, split_by_fraction
+from skd.data.audio.datasets import auto_seq_len, fsdd_entries, scan_folder
+from skd.data.audio.features import SpectrogramSpec
+from skd.data.audio.splits import apply_split, split_by_fraction
 from skd.config import ConfigError, DataConfig, load_config
 from skd.data import load_dataset
 

@@ -99,3 +99,59 @@ def test_user_arrays_train_with_mlp(tmp_path, capsys) -> None:
                  "--set", "train.epochs=0", "--set", "model.k=6", "--set", "loss.static_size=2", "--set", "train.batch_size=8"]) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["kind"] == "mlp" and cfg["model"]["input_dim"] == 5
+
+
+def test_eval_has_one_subcommand_per_mode(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for mode in ("two-factor", "multifactor", "audio", "factors", "scorecard"):
+        assert mode in out
+    for mode in ("two-factor", "multifactor", "audio", "factors", "scorecard"):
+        with pytest.raises(SystemExit) as e:
+            main(["eval", mode, "--help"])
+        assert e.value.code == 0 and f"usage: skd eval {mode}" in capsys.readouterr().out
+
+
+def test_old_eval_spellings_are_hidden_aliases_with_one_deprecation_line() -> None:
+    from skd.cli.eval_cmd import legacy_argv
+
+    assert legacy_argv(["audio", "--run", "r"]) == (["audio", "--run", "r"], None)
+    for flag, mode in (("--audio", "audio"), ("--factors", "factors"), ("--multifactor", "multifactor")):
+        new, note = legacy_argv(["-q", flag, "--run", "r"])
+        assert new == [mode, "-q", "--run", "r"] and "deprecated" in note and f"skd eval {mode}" in note
+    new, note = legacy_argv(["--run", "r", "--judge", "j"])
+    assert new[0] == "two-factor" and "deprecated" in note
+
+
+def test_library_errors_name_no_flag_and_the_cli_adds_it(tmp_path, capsys) -> None:
+    from skd.data import data_config_from_spec
+
+    with pytest.raises(FileNotFoundError) as e:
+        data_config_from_spec(str(tmp_path / "nothing"))
+    assert "--" not in str(e.value) and e.value.param == "data"
+    assert main(["judge", "train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "j")]) == 2
+    assert f"--data {tmp_path / 'nothing'}: no such file" in _one_error_line(capsys)
+
+
+def test_demo_with_a_judge_scores_its_swaps_and_refuses_a_judge_of_other_data(tmp_path, capsys) -> None:
+    judge_sets = ["judge.width=4", "judge.feature=8", "judge.head_hidden=8", "judge.batch_size=8", "judge.epochs=0",
+                  "judge.max_steps=3", "data.n_train=48", "data.n_test=16"]
+    sets = [a for s in judge_sets for a in ("--set", s)]
+    assert main(["judge", "train", "-q", "--data", "shapes", "--out", str(tmp_path / "j"), *sets]) == 0
+    out = tmp_path / "demo"
+    assert main(["demo", "-q", "--out", str(out), "--minutes", "0.02", "--judge", str(tmp_path / "j"), *TINY]) == 0
+    js = json.loads((out / "summary.json").read_text())["judge_swaps"]
+    assert set(js["on_target"]) == {"shape", "color", "size", "background"} and set(js["motion_kept"]) == {"motion"}
+    assert all(0.0 <= v <= 1.0 for part in ("on_target", "motion_kept", "reconstruction") for v in js[part].values())
+    assert js["n"] >= 8 and len(js["judge_sha256"]) == 64
+    assert "read by a judge of the built-in data" in (out / "summary.md").read_text()
+    # a judge of 64×64 frames cannot read the 32×32 demo: one line, before any training
+    assert main(["judge", "train", "-q", "--data", "shapes", "--out", str(tmp_path / "j64"), *sets,
+                 "--set", "data.image_size=64"]) == 0
+    capsys.readouterr()
+    assert main(["demo", "-q", "--out", str(tmp_path / "d2"), "--minutes", "0.02", "--judge", str(tmp_path / "j64"),
+                 *TINY]) == 2
+    assert "judge reads frames" in _one_error_line(capsys)
+    assert not (tmp_path / "d2").exists()

@@ -1,6 +1,6 @@
 """Distributed training: exact global Koopman fit and gradients on 2 gloo processes (CPU).
 
-One 2-process job (``_suite``, started once per module with :func:`skd.launch.launch_local`)
+One 2-process job (``_suite``, started once per module with :func:`skd.training.launch.launch_local`)
 computes every multi-process quantity next to its single-process reference on the concatenated
 batch and writes the measured errors to JSON; the tests below assert on them. Pure pieces (env
 parsing, sharding, the reduce hook, batch-norm conversion) are tested in-process.
@@ -18,16 +18,16 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from skd import distributed as D
-from skd.checkpoint import load_checkpoint
+from skd.training import distributed as D
+from skd.files.checkpoint import load_checkpoint
 from skd.cli.main import main
 from skd.config import LossConfig, ModelConfig
 from skd.data import load_dataset
 from skd.koopman import fit_koopman, normal_equations
-from skd.launch import launch_local
-from skd.losses import compute_losses, spectral_loss
+from skd.training.launch import launch_local
+from skd.model.losses import compute_losses, spectral_loss
 from skd.model import KoopmanAE
-from skd.train import train
+from skd.training.loop import train
 
 from conftest import tiny_config
 
@@ -188,7 +188,7 @@ def test_two_process_run_writes_one_checkpoint_and_resumes_exactly(job) -> None:
         assert res["first_step"] == 4 and res["resumed_step"] == 8
         assert res["resume_equal"], "resumed 2-process run differs from the uninterrupted one"
         assert res["bn_reverted"]
-    assert results[0]["training"]["files_after_4"] == ["checkpoint.pt", "config.json", "data.json", "metrics.jsonl", "result.json"]
+    assert results[0]["training"]["files_after_4"] == [".lock", "checkpoint.pt", "config.json", "data.json", "metrics.jsonl", "result.json"]
     steps = [json.loads(s)["step"] for s in (out / "a" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))  # rank 0 alone wrote metrics, once per step
     ck = load_checkpoint(out / "a" / "checkpoint.pt")

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skd.eval_audio import cosine_pairs, eer, speaker_eer
-from skd.probe import LinearProbe, chance_level, cv_probe_accuracy, group_mean, probe_accuracy
+from skd.evaluation.audio import cosine_pairs, eer, speaker_eer
+from skd.evaluation.probes import LinearProbe, chance_level, cv_probe_accuracy, group_mean, probe_accuracy
 
 
 def brute_force_eer(scores: np.ndarray, target: np.ndarray) -> float:

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skd import ops
-from skd.factors import (
+from skd.pipelines import ops
+from skd.pipelines.factors import (
     FactorGroups,
     StaticUnits,
     discover_groups,
@@ -301,7 +301,7 @@ def test_static_units_are_real_eigen_coordinates() -> None:
 
 
 def test_grouping_agreement_counts_units_with_the_same_name() -> None:
-    from skd.multifactor import grouping_agreement
+    from skd.pipelines.factorset import grouping_agreement
 
     z, labels, n_static = planted_latents(seed=0)
     basis = ops.fit_basis(z, n_static)

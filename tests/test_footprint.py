@@ -1,4 +1,4 @@
-"""Decoder footprints (skd.footprint): pure functions and recovery of planted output regions."""
+"""Decoder footprints (skd.pipelines.footprint): pure functions and recovery of planted output regions."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skd import ops
-from skd.factors import discover_groups, eigen_units
-from skd.footprint import combine_affinities, footprint_affinity, pair_indices, unit_footprints
+from skd.pipelines import ops
+from skd.pipelines.factors import discover_groups, eigen_units
+from skd.pipelines.footprint import combine_affinities, footprint_affinity, pair_indices, unit_footprints
 from test_factors import PLANT, planted_latents
 
 

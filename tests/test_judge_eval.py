@@ -9,9 +9,9 @@ import torch
 
 from skd.cli.main import main
 from skd.data import load_dataset
-from skd.evaluate import _batches, evaluate_two_factor, markdown_table
-from skd.judge import check_judge_matches, judge_setup, load_judge, train_judge
-from skd.train import train
+from skd.evaluation.two_factor import _batches, evaluate_two_factor, markdown_table
+from skd.evaluation.judge import check_judge_matches, judge_setup, load_judge, train_judge
+from skd.training.loop import train
 
 from conftest import tiny_config
 
@@ -75,8 +75,8 @@ def test_evaluation_covers_every_sequence_and_both_protocols(tiny_world) -> None
 def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
     """A fixed basis fitted on exactly the evaluation batch reproduces the per-batch refit, draw for
     draw; a basis fitted elsewhere changes the result, and is recorded in the report."""
-    from skd import ops
-    from skd.showcase import fit_reference_basis
+    from skd.pipelines import ops
+    from skd.pipelines.basis import BasisSpec, fit_reference_basis
 
     _, run, jr, te = tiny_world
     cfg = run.config
@@ -90,7 +90,7 @@ def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
     assert refit.static_split["fit"] == "per batch" and fixed.static_split["fit"] == "the test split"
     assert "fitted on the test split" in markdown_table(fixed)
     tr = load_dataset(cfg.data)[0]
-    other = fit_reference_basis(run.model, tr, cfg, fit_batch=0, seed=0)
+    other = fit_reference_basis(run.model, tr, BasisSpec.from_loss(cfg.loss, fit_batch=0, seed=0))
     assert not torch.allclose(other.C, same.C)
     with pytest.raises(ValueError, match="refined split"):
         evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=1, progress=False, split="refined", basis=other)
@@ -101,7 +101,7 @@ def test_unchanged_rate_exposes_a_split_that_replaces_nothing(tiny_world) -> Non
     reads exactly what it reads on plain reconstructions, and the static part has 0 dimensions."""
     import dataclasses
 
-    from skd import ops
+    from skd.pipelines import ops
 
     _, run, jr, te = tiny_world
     cfg = run.config
@@ -137,7 +137,7 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
     assert rep["judge_sha256"] and rep["table"]["A"]["swap"]["motion"]["acc"]["mean"] >= 0
     capsys.readouterr()
     # a checkpoint of the wrong kind is one clear line
-    assert main(["eval", "--run", str(root / "run"), "--judge", str(root / "run" / "checkpoint.pt")]) == 2
+    assert main(["eval", "two-factor", "--run", str(root / "run"), "--judge", str(root / "run" / "checkpoint.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected 'judge'" in err[0]
     # --protocols restricts the table to what was asked for
@@ -162,7 +162,7 @@ def test_cli_judge_and_eval(tiny_world, tmp_path, capsys) -> None:
     assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--fit-on", "train",
                  "--fit-batch", "1"]) == 2
     assert "--fit-batch=1" in capsys.readouterr().err
-    assert main(["eval", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--protocols", "C"]) == 2
+    assert main(["eval", "two-factor", "--run", str(root / "run"), "--judge", str(tmp_path / "j"), "--protocols", "C"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--protocols item 'C'" in err[0]
 

@@ -6,7 +6,7 @@ import torch
 
 from skd.config import LossConfig
 from skd.koopman import eig_sorted
-from skd.losses import dynamic_term, spectral_loss, static_term
+from skd.model.losses import dynamic_term, spectral_loss, static_term
 
 
 def test_guarded_eig_gradient_matches_autograd_on_generic_matrix() -> None:

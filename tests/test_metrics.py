@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from skd.metrics import (
+from skd.evaluation.metrics import (
     accuracy,
     balance_classes,
     conditional_entropy,

@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from skd import ops
+from skd.pipelines import ops
 from skd.config import LossConfig, ModelConfig
 from skd.koopman import eig_sorted, select_static
-from skd.losses import compute_losses
+from skd.koopman.basis import _two_others
+from skd.model.losses import compute_losses
 from skd.model import KoopmanAE
 
 
@@ -103,13 +104,13 @@ def test_sampling_keeps_the_other_part_and_is_convex() -> None:
 
 def test_two_others_never_pick_self() -> None:
     for n in (2, 3, 10):
-        j, l_ = ops._two_others(n, torch.Generator().manual_seed(n), torch.device("cpu"))
+        j, l_ = _two_others(n, torch.Generator().manual_seed(n), torch.device("cpu"))
         i = torch.arange(n)
         assert (j != i).all() and (l_ != i).all()
         if n > 2:
             assert (j != l_).all()
     with pytest.raises(ValueError, match="at least 2"):
-        ops._two_others(1, None, torch.device("cpu"))
+        _two_others(1, None, torch.device("cpu"))
 
 
 def test_multi_step_prediction_follows_C() -> None:

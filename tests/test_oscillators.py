@@ -72,9 +72,9 @@ def test_train_and_factor_probes_via_cli(tmp_path, capsys) -> None:
     assert set(res["factors"]) == {"length", "color", "mass", "phase"}
     assert all(0.0 <= r["static"] <= 1.0 and 0.0 <= r["dynamic"] <= 1.0 for r in res["factors"].values())
     capsys.readouterr()
-    assert main(["eval", "--audio", "--run", str(run)]) == 2
+    assert main(["eval", "audio", "--run", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--audio needs a speech run" in err[0]
+    assert len(err) == 1 and "`skd eval audio` needs a speech run" in err[0]
 
 
 def test_export_as_user_arrays_and_train_on_them(tmp_path, capsys) -> None:
@@ -89,5 +89,5 @@ def test_export_as_user_arrays_and_train_on_them(tmp_path, capsys) -> None:
     assert main(["train", "-q", "--data", str(out / "train.npz"), "--set", f"data.test_path={str(out / 'test.npz')!r}",
                  "--out", str(run), "--set", "train.max_steps=3", "--set", "train.epochs=0", "--set", "model.k=6",
                  "--set", "model.hidden=16", "--set", "loss.static_size=2", "--set", "train.batch_size=8"]) == 0
-    assert main(["eval", "--factors", "--run", str(run), "--fit-batch", "16", "--pool", "mean"]) == 0
+    assert main(["eval", "factors", "--run", str(run), "--fit-batch", "16", "--pool", "mean"]) == 0
     assert "phase" in capsys.readouterr().out

@@ -10,10 +10,10 @@ from conftest import tiny_config
 from skd.config import ConfigError, LossConfig, ModelConfig, TrainConfig
 from skd.data import load_dataset
 from skd.koopman import fit_koopman
-from skd.losses import compute_losses, spectral_loss
+from skd.model.losses import compute_losses, spectral_loss
 from skd.model import KoopmanAE
-from skd.precision import apply_plan, reset_plan, resolve_plan
-from skd.train import grads_finite, train
+from skd.model.precision import apply_plan, reset_plan, resolve_plan
+from skd.training.loop import grads_finite, train
 
 CPU = torch.device("cpu")
 
@@ -141,7 +141,7 @@ def test_fused_decode_equals_two_decoder_calls(kind) -> None:
 
 def test_auto_plan_on_a_bf16_capable_gpu(monkeypatch) -> None:
     """The CUDA branch of the plan (no GPU here): bf16 + channels_last when the device has bf16."""
-    import skd.precision as P
+    import skd.model.precision as P
 
     monkeypatch.setattr(P, "native_bf16", lambda device: device.type == "cuda")
     plan = P.resolve_plan("auto", "auto", False, torch.device("cuda"), "conv")
@@ -156,7 +156,7 @@ def test_cpu_bf16_detection_follows_the_instruction_set() -> None:
     """`auto` picks bf16 on a CPU only with AVX-512 BF16 or AMX, never on plain AVX-512 (emulated)."""
     import pathlib
 
-    import skd.precision as P
+    import skd.model.precision as P
 
     info = pathlib.Path("/proc/cpuinfo")
     if not info.exists():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from skd import ops
-from skd.split import motion_units, refine_split
+from skd.pipelines import ops
+from skd.pipelines.split import motion_units, refine_split
 
 
 def test_motion_units_two_means_rule() -> None:
@@ -94,8 +94,8 @@ def test_no_motion_in_statics_means_no_change() -> None:
 
 
 def test_motion_directions_form_their_own_factor_group() -> None:
-    from skd.factors import MOTION, discover_groups, name_groups, supervised_groups
-    from skd.split import motion_scores
+    from skd.pipelines.factors import MOTION, discover_groups, name_groups, supervised_groups
+    from skd.pipelines.split import motion_scores
 
     z, labels, _ = action_world(seed=1)
     basis = ops.fit_basis(z, 6)

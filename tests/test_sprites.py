@@ -232,6 +232,20 @@ def test_bad_build_arguments(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]
 
 
+def test_item19_the_next_build_removes_what_a_killed_build_left(tmp_path, caplog):
+    """Issue #20 item 19: a kill -9 leaves .NAME.partial-*.tmp beside NAME; the next build removes it."""
+    data = tmp_path / "data"
+    partial = data / ".sprites.partial-k9x_1.tmp"  # as left by a build killed while writing
+    partial.mkdir(parents=True)
+    (partial / "sprites_X_train.npy").write_bytes(b"\0" * 50_000)
+    other = data / ".sprites32.partial-abc.tmp"  # another target's build: not ours to remove
+    other.mkdir()
+    build_sprites(SHEETS, data / "sprites", limit_train=2, limit_test=2, dtype="uint8", progress=False)
+    assert not partial.exists() and other.exists()
+    assert "partial build left by an interrupted build" in caplog.text and "48.8 KiB" in caplog.text
+    assert sorted(p.name for p in data.iterdir()) == [".sprites32.partial-abc.tmp", "sprites"]  # no lock left
+
+
 def _standard_copy(builds: Path, tmp_path: Path) -> Path:
     d = tmp_path / "std"
     d.mkdir()
@@ -301,7 +315,7 @@ def test_sprites_train_one_step_through_the_config(builds, tmp_path):
     """data.name = 'sprites' feeds the paper-size preset (tiny widths here) end to end."""
     from skd.config import load_config
     from skd.data import load_dataset
-    from skd.train import train
+    from skd.training.loop import train
 
     folder = builds / "u8"
     cfg = load_config("sprites", [f"data.path={str(folder)!r}", "model.width=4", "model.k=8", "loss.static_size=3",
@@ -329,7 +343,7 @@ def test_downsample_frames_is_the_rounded_block_mean():
 def test_reduced_build_is_the_full_build_box_reduced(builds, tmp_path):
     from skd.config import load_config
     from skd.data import load_dataset
-    from skd.train import train
+    from skd.training.loop import train
 
     small = tmp_path / "s32"
     data_cmd._run_sprites(argparse.Namespace(sheets=SHEETS, out=small, limit_train=N_TR, limit_test=N_TE,

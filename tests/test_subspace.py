@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skd import ops
+from skd.pipelines import ops
 from skd.koopman import eig_sorted, select_static
-from skd.subspace import static_coordinates
+from skd.koopman.subspace import static_coordinates
 
 
 def _split(C: torch.Tensor, static_size: int):
@@ -64,7 +64,7 @@ def test_inseparable_split_raises() -> None:
 
 def test_ica_units_use_the_stable_subspace() -> None:
     """ICA units span exactly the static invariant subspace: their projector equals Schur's."""
-    from skd.factors import ica_units
+    from skd.pipelines.factors import ica_units
 
     rng = np.random.default_rng(1)
     z = torch.tensor(rng.normal(size=(200, 8, 6)))

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from skd import ops
-from skd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from skd.pipelines import ops
+from skd.files.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from skd.data import load_dataset
 from skd.config import ConfigError, load_config
-from skd.train import TrainingError, load_run, lr_at, train
+from skd.training.loop import TrainingError, load_run, lr_at, train
 
 from conftest import tiny_config
 
@@ -120,8 +120,9 @@ def test_checkpoint_atomic_and_safe(tmp_path) -> None:
             return (print, ("pwned",))
 
     torch.save({"format": "skd-checkpoint", "version": 1, "obj": Evil()}, path)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a safe skd checkpoint.*was not loaded") as e:
         load_checkpoint(path)
+    assert "weights_only" not in str(e.value)  # no advice to load it unsafely
 
 
 def test_trained_ops_run_on_real_data(tmp_path, shapes) -> None:
@@ -133,7 +134,7 @@ def test_trained_ops_run_on_real_data(tmp_path, shapes) -> None:
 
 
 def test_keep_every_keeps_loadable_history(tmp_path, shapes) -> None:
-    from skd.checkpoint import load_checkpoint
+    from skd.files.checkpoint import load_checkpoint
 
     train(tiny_config(max_steps=8, checkpoint_every=2, keep_every=4), tmp_path / "r", shapes, progress=False)
     kept = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skd.viz import frames_to_uint8, plot_eigenvalues, plot_losses, save_gif, save_grid
+from skd.render.images import frames_to_uint8, plot_eigenvalues, plot_losses, save_gif, save_grid
 
 
 def _rows(r: int = 3, t: int = 5, c: int = 3, h: int = 8, w: int = 10, seed: int = 0) -> torch.Tensor:

@@ -6,10 +6,11 @@ Autoencoders", ICLR 2023. Latents are row vectors: z[:, t+1] ≈ z[:, t] @ C.
 from .config import Config, ConfigError, DataConfig, LossConfig, ModelConfig, TrainConfig, load_config
 from .data import Factor, SequenceData, load_dataset
 from .koopman import EigSorted, eig_sorted, fit_koopman, from_eigen, project, select_static, to_eigen
-from .losses import compute_losses, spectral_loss
+from .model.losses import compute_losses, spectral_loss
 from .model import KoopmanAE, ModelOutput
-from .ops import KoopmanBasis, fit_basis, predict, reconstruct, sample, sample_part, swap, swap_latents
-from .train import TrainResult, load_run, train
+from .pipelines import ops  # skd.ops.encode / skd.ops.decode
+from .pipelines.ops import KoopmanBasis, fit_basis, predict, reconstruct, sample, sample_part, swap, swap_latents
+from .training.loop import TrainResult, load_run, train
 
 __version__ = "0.1.0"
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,13 +22,49 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+E = TypeVar("E", bound=BaseException)
+
+
+def about(param: str, exc: E) -> E:
+    """Tag a user error with the library parameter it is about (``out_dir``, ``data``, ``groups``,
+    ``run_dir``); the CLI names its own flag for it. The library itself never names a flag."""
+    exc.param = param  # type: ignore[attr-defined]
+    return exc
+
+
 class ConfigError(ValueError):
     """A configuration file, key or value is wrong."""
 
 
+def check_finite(cfg: Any, section: str) -> None:
+    """Every float field of the dataclass ``cfg`` (and every float in a tuple field) is finite.
+
+    One rule for all config sections: NaN or ±inf in a weight, a learning rate, a budget or a
+    regulariser is never meaningful, and a NaN would slip through every ``x < 0`` check.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{section}.{f.name}={value!r} must be a finite number")
+
+
+def check_device(name: str, where: str) -> None:
+    """``auto`` or a device string torch can parse (cpu, cuda, cuda:N, mps, ...); nothing is allocated."""
+    if name == "auto":
+        return
+    try:
+        import torch
+
+        torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{where}={name!r} is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture (METHOD.md §1). ``kind='conv'`` for frames, ``'mlp'`` for vectors (B, T, D)."""
+    """Architecture (docs/METHOD.md §1). ``kind='conv'`` for frames, ``'mlp'`` for vectors (B, T, D)."""
 
     kind: Literal["auto", "conv", "mlp"] = "auto"  # auto: conv for frames, mlp for vectors
     image_size: int = 64  # conv: 32 or 64 (taken from the data when training)
@@ -42,6 +79,7 @@ class ModelConfig:
     output: Literal["auto", "sigmoid", "linear"] = "auto"  # decoder output; auto: conv sigmoid, mlp linear
 
     def __post_init__(self) -> None:
+        check_finite(self, "model")
         if self.k < 2:
             raise ConfigError(f"model.k={self.k} must be >= 2")
         if self.kind in ("auto", "conv") and self.image_size not in (32, 64):
@@ -77,7 +115,7 @@ def resolve_model_config(cfg: ModelConfig, frame_shape: tuple[int, ...]) -> Mode
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights and the spectral loss (METHOD.md §2)."""
+    """Loss weights and the spectral loss (docs/METHOD.md §2)."""
 
     w_rec: float = 15.0
     w_pred: float = 1.0
@@ -92,6 +130,7 @@ class LossConfig:
     rcond: float = 1e-10  # relative eigenvalue cut-off of the normal-equation pseudo-inverse
 
     def __post_init__(self) -> None:
+        check_finite(self, "loss")
         if self.static_size < 0:
             raise ConfigError(f"loss.static_size={self.static_size} must be >= 0")
         if min(self.w_rec, self.w_pred, self.w_eig) < 0:
@@ -100,7 +139,7 @@ class LossConfig:
             raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")
 
 
-PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see skd.precision)
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (see skd.model.precision)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # train.memory_format
 
 
@@ -123,11 +162,15 @@ class TrainConfig:
     max_bad_steps: int = 20  # consecutive non-finite losses before stopping
     threads: int = 0  # torch CPU threads, 0 = torch default
     sync_bn: bool = True  # several processes: BatchNorm statistics of the global batch (exact), else per process
-    precision: str = "auto"  # frame networks: auto (bf16 where native, conv nets) | fp32 | bf16; see skd.precision
+    precision: str = "auto"  # frame networks: auto (bf16 where native, conv nets) | fp32 | bf16; see skd.model.precision
     memory_format: str = "auto"  # frame networks: auto (channels_last for conv on cpu/cuda) | channels_last | contiguous
     compile: bool = False  # torch.compile the frame networks
 
     def __post_init__(self) -> None:
+        check_finite(self, "train")
+        check_device(self.device, "train.device")
+        if self.threads < 0:
+            raise ConfigError(f"train.threads={self.threads} must be >= 0 (0 = torch's default)")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
@@ -176,7 +219,7 @@ class DataConfig:
     chunking: Literal["split", "fit"] = "split"  # audio: consecutive chunks, or one loudest/padded chunk per file
     chunk_hop: int = 0  # audio, split: frames between chunk starts (0 = seq_len, no overlap)
     fit_coverage: float = 0.95  # audio, seq_len = 0: chunk length holds this quantile of training clips whole
-    # audio train/test split (skd.audio.splits): auto = the dataset's own (fsdd takes 0-4, timit core
+    # audio train/test split (skd.data.audio.splits): auto = the dataset's own (fsdd takes 0-4, timit core
     # test, a folder's `split` group); values | fraction | list | speakers (speaker-disjoint)
     split: Literal["auto", "values", "fraction", "list", "speakers"] = "auto"
     split_group: str = ""  # values: the named group (e.g. "take"); fraction: stratify by it (default speaker)
@@ -187,6 +230,7 @@ class DataConfig:
     train_list: str = ""  # list: training paths ("" = every other matched file)
 
     def __post_init__(self) -> None:
+        check_finite(self, "data")
         if self.name in ("arrays", "sprites", *AUDIO_DATA) and not self.path:
             raise ConfigError(f"data.path is required when data.name='{self.name}'")
         if self.n_train < 1 or self.n_test < 0:
@@ -240,8 +284,10 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        if self.loss.static_size > self.model.k:
-            raise ConfigError(f"loss.static_size={self.loss.static_size} must be <= model.k={self.model.k}")
+        most = (self.model.k + 1) // 2  # C (k, k) real has at least ceil(k/2) components (a pair counts once)
+        if self.loss.static_size > most:
+            raise ConfigError(f"loss.static_size={self.loss.static_size} must be <= model.k/2 rounded up = {most} "
+                              f"(model.k={self.model.k}; a conjugate pair counts once)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

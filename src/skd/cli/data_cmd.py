@@ -31,7 +31,9 @@ Rebuild the standard Sprites arrays from the LPC sprite sheets.
 X is float32 pixel value / 256 (the published convention, 4.6 GB in all) or, with --dtype uint8,
 the pixel value itself (1.15 GB). --limit-train / --limit-test keep the first sequences of the
 standard order, so a small build equals the first rows of the full one. DIR must not exist or be
-empty; the build is written beside it and moved into place when complete.
+empty; the build is written to a hidden folder beside it (.DIR.partial-*.tmp) and moved into
+place when complete. A build that is killed leaves that folder behind; the next build into DIR
+removes it and says so. Two builds into the same DIR at once are refused.
 --image-size 32 reduces every frame by a 2x2 box mean: a 4x cheaper variant for fast experiments,
 not the published benchmark (train a judge on the same build to score it).
 """
@@ -76,7 +78,7 @@ def _run_sprites(args: argparse.Namespace) -> int:
 def _run_oscillators(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..checkpoint import atomic_write_bytes
+    from ..files.checkpoint import atomic_write_bytes
     from ..data.oscillators import oscillators_split
 
     if args.n_train < 1 or args.n_test < 1:

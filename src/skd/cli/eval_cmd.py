@@ -7,72 +7,125 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..checkpoint import atomic_write_text
+from ..files.checkpoint import atomic_write_text
 from ..config import AUDIO_DATA, Config
 from ..data import load_dataset
-from ..train import load_run
+from ..training.loop import load_run
 
-HELP = "evaluate a trained run (judge protocols A/B, --multifactor, --audio EER, --factors probes)"
-DESCRIPTION = """Measure how well a trained run disentangles its data.
+HELP = "evaluate a trained run: two-factor | multifactor | audio | factors | scorecard"
+DESCRIPTION = """Measure how well a trained run disentangles its data. One subcommand per benchmark family:
 
-modes (the default is the judge-based two-factor evaluation):
-  (default)   --judge JUDGE: Protocols A and B of EVALUATION.md §2 on the whole test split with
-              both manipulations (sample, swap): Acc, IS, H(y|x), H(y) as mean ± std over
-              --repeats, plus reconstruction MSE and the judge's accuracy on reconstructions.
-  --multifactor  --judge JUDGE: the multifactor metric of EVALUATION.md §3 with the groups of
-              `skd factors` (factor × judge-head matrix, on-/off-target, action, chance).
-  --audio     speech runs (fsdd, timit, audio folders), EVALUATION.md §4: static and dynamic
-              speaker-verification EER (cosine scores of all test-utterance pairs, exact ROC
-              crossing), speaker accuracy of a linear probe on static vs dynamic embeddings, and
-              content (e.g. digit) accuracy of a probe on dynamic vs static embeddings.
-  --factors   any run with labelled factors (oscillators, shapes, arrays with labels): for every
-              factor, the accuracy of a linear probe on the static and on the dynamic embedding.
+  two-factor   --judge JUDGE: Protocols A and B of docs/EVALUATION.md §2 on the whole test split with
+               both manipulations (sample, swap): Acc, IS, H(y|x), H(y) as mean ± std over
+               --repeats, plus reconstruction MSE and the judge's accuracy on reconstructions.
+  multifactor  --judge JUDGE: the multifactor metric of docs/EVALUATION.md §3 with the groups of
+               `skd factors` (factor × judge-head matrix, on-/off-target, action, chance).
+  audio        speech runs (fsdd, timit, audio folders), docs/EVALUATION.md §4: static and dynamic
+               speaker-verification EER, speaker and content accuracy of linear probes.
+  factors      any run with labelled factors: for every factor, the accuracy of a linear probe
+               on the static and on the dynamic embedding.
+  scorecard    every target in one table (the same as the top-level `skd scorecard`).
 
 examples:
-  skd eval --run runs/sprites --judge judges/sprites --data data/sprites
-  skd eval --run runs/sprites --judge judges/sprites --static-split refined
-  skd eval --run runs/sprites --judge judges/sprites --static-split refined --fit-on train --fit-batch 2048
-  skd eval --multifactor --run runs/sprites --judge judges/sprites
-  skd eval --audio --run runs/fsdd
-  skd eval --factors --run runs/oscillators
+  skd eval two-factor --run runs/sprites --judge judges/sprites --data data/sprites
+  skd eval two-factor --run runs/sprites --judge judges/sprites --static-split refined --fit-on train --fit-batch 2048
+  skd eval multifactor --run runs/sprites --judge judges/sprites
+  skd eval audio --run runs/fsdd
+  skd eval factors --run runs/oscillators
 
---audio/--factors fit C on the whole training split (or on --fit-batch random training
-sequences); the judge modes refit C on every --batch-size test batch (multifactor: the C stored
-by `skd factors`), or, with --fit-on train, fit one C on --fit-batch training sequences and use
-it for every test sequence (no test data shapes the operator). Results are printed and written to RUN/eval_<mode>.json (or --out); judge
-modes also write a markdown table beside it."""
+Results are printed and written to RUN/eval_<mode>.json (or --out; two-factor writes
+eval_judge.json); judge modes also write a markdown table beside it. `skd eval --multifactor`,
+`--audio`, `--factors` and `skd eval` without a subcommand (two-factor) are deprecated spellings
+that still work for one release."""
+
+# the JSON file each subcommand writes by default: RUN/eval_<name>.json
+OUT_NAMES = {"two-factor": "judge", "multifactor": "multifactor", "audio": "audio", "factors": "factors"}
+# deprecated mode flags of `skd eval` -> subcommand
+LEGACY_FLAGS = {"--multifactor": "multifactor", "--audio": "audio", "--factors": "factors"}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the fit batch and the draws (default: 0)")
+    p.add_argument("--out", "-o", metavar="FILE", help="JSON output (default: RUN/eval_<mode>.json)")
+
+
+def _judge_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--judge", metavar="JUDGE", required=required, help="judge folder or judge.pt")
+    p.add_argument("--data", metavar="SPEC", help="'shapes', a Sprites folder or .npy/.npz (default: the run's)")
+    p.add_argument("--batch-size", type=int, default=256, help="sequences per C fit / batch (default: 256)")
+    p.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="only the first N test sequences (a quick look; the protocol uses all)")
+    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                   help="model's frame networks: as in training (bf16 where the hardware has it; default) or fp32; "
+                        "the judge always reads in fp32")
+
+
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
+    p.add_argument("--fit-batch", type=int, default=0,
+                   help="random training sequences used to fit C (default: 0 = all of them)")
+    p.add_argument("--coords", choices=("latent", "eigen"), default="latent",
+                   help="embedding coordinates: latent-space projections (default) or eigen-coordinates")
+
+
+def add_two_factor(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _judge_args(p)
+    p.add_argument("--repeats", type=int, default=5, help="fresh random draws (default: 5)")
+    p.add_argument("--protocols", default="A,B", metavar="LIST",
+                   help="which protocols/manipulations, e.g. 'A' or 'A:sample,B:swap' (default: A,B = all four)")
+    p.add_argument("--static-split", choices=("eigen", "refined"), default="eigen",
+                   help="static part = the eigen split of Eq. 5 (default) or 'refined': ICA directions of the "
+                        "static subspace that depend on the dynamics stay with the dynamics")
+    p.add_argument("--fit-on", choices=("batch", "train"), default="batch",
+                   help="refit C on every --batch-size test batch (default, as the reference code) or fit one C "
+                        "(and split) on --fit-batch training sequences and use it for the whole test split")
+    p.add_argument("--fit-batch", type=int, default=0,
+                   help="with --fit-on train: random training sequences used to fit C (default: 0 = all of them)")
+
+
+def add_multifactor(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _judge_args(p)
+
+
+def add_audio(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _probe_args(p)
+
+
+def add_factors(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _probe_args(p)
+    p.add_argument("--pool", choices=("mean", "flat"), default="mean",
+                   help="time-average each part (mean, default, as in `eval audio`) or keep the whole sequence (flat)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    modes = p.add_mutually_exclusive_group()
-    for name, (flag_help, _) in MODES.items():
-        if name != "judge":
-            modes.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=flag_help)
-    p.set_defaults(mode="judge")
-    p.add_argument("--judge", metavar="JUDGE", help="judge folder or judge.pt (judge modes)")
-    p.add_argument("--data", metavar="SPEC", help="judge modes: 'shapes', a Sprites folder or .npy/.npz (default: the run's)")
-    p.add_argument("--repeats", type=int, default=5, help="judge mode: fresh random draws (default: 5)")
-    p.add_argument("--batch-size", type=int, default=256, help="judge modes: sequences per C fit / batch (default: 256)")
-    p.add_argument("--protocols", default="A,B", metavar="LIST",
-                   help="judge mode: which protocols/manipulations, e.g. 'A' or 'A:sample,B:swap' (default: A,B = all four)")
-    p.add_argument("--static-split", choices=("eigen", "refined"), default="eigen",
-                   help="judge mode: static part = the eigen split of Eq. 5 (default) or 'refined': ICA "
-                        "directions of the static subspace that depend on the dynamics stay with the dynamics")
-    p.add_argument("--fit-on", choices=("batch", "train"), default="batch",
-                   help="judge mode: refit C on every --batch-size test batch (default, as the reference code) or "
-                        "fit one C (and split) on --fit-batch training sequences and use it for the whole test split")
-    p.add_argument("--limit", type=int, default=0, metavar="N",
-                   help="judge modes: only the first N test sequences (a quick look; the protocol uses all)")
-    p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
-    p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
-    p.add_argument("--fit-batch", type=int, default=0,
-                   help="--audio/--factors/--fit-on train: random training sequences used to fit C (default: 0 = all of them)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the fit batch (default: 0)")
-    p.add_argument("--coords", choices=("latent", "eigen"), default="latent",
-                   help="embedding coordinates: latent-space projections (default) or eigen-coordinates")
-    p.add_argument("--pool", choices=("mean", "flat"), default="mean",
-                   help="--factors: time-average each part (mean, default, as in --audio) or keep the whole sequence (flat)")
-    p.add_argument("--out", "-o", metavar="FILE", help="JSON output (default: RUN/eval_<mode>.json)")
+    from . import scorecard_cmd
+    from .common import common_parent
+
+    sub = p.add_subparsers(dest="eval_mode", metavar="MODE", required=True)
+    for name, (help_, adder, runner) in MODES.items():
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[common_parent()])
+        adder(sp)
+        sp.set_defaults(_run=_runner(name, runner), mode=OUT_NAMES[name])
+    sp = sub.add_parser("scorecard", help=scorecard_cmd.HELP, description=scorecard_cmd.DESCRIPTION,
+                        parents=[common_parent()], formatter_class=argparse.RawDescriptionHelpFormatter)
+    scorecard_cmd.add_arguments(sp)
+    sp.set_defaults(_run=scorecard_cmd.run)
+
+
+def legacy_argv(rest: list[str]) -> tuple[list[str], str | None]:
+    """Arguments after ``eval`` in the old spelling -> (new spelling, deprecation line or None)."""
+    if rest and (rest[0] in MODES or rest[0] == "scorecard" or rest[0] in ("-h", "--help")):
+        return rest, None
+    flags = [a for a in rest if a in LEGACY_FLAGS]
+    mode = LEGACY_FLAGS[flags[-1]] if flags else "two-factor"
+    old = f"skd eval {flags[-1]}" if flags else "skd eval without a subcommand"
+    rest = [a for a in rest if a not in LEGACY_FLAGS]
+    return [mode, *rest], f"skd eval: deprecated: {old}; use `skd eval {mode} ...` (the old spelling goes away in the next release)"
 
 
 def _check_fit_batch(args: argparse.Namespace) -> None:
@@ -97,12 +150,12 @@ def _pct(v: float | None) -> str:
 
 
 def run_audio(args: argparse.Namespace) -> dict[str, Any]:
-    from ..eval_audio import evaluate_audio
+    from ..evaluation.audio import evaluate_audio
 
     model, cfg, train, test = _load(args)
     if cfg.data.name not in AUDIO_DATA:
-        raise ValueError(f"--audio needs a speech run (data.name in {', '.join(AUDIO_DATA)}); "
-                         f"{args.run} was trained on data.name={cfg.data.name!r} (try --factors)")
+        raise ValueError(f"`skd eval audio` needs a speech run (data.name in {', '.join(AUDIO_DATA)}); "
+                         f"{args.run} was trained on data.name={cfg.data.name!r} (try `skd eval factors`)")
     res = evaluate_audio(model, cfg, train, test, fit_batch=args.fit_batch, seed=args.seed, coords=args.coords)
     content = res.extra.get("content_factor")
     print(f"{cfg.data.name}: {res.n_utterances} test utterances, {res.n_speakers} speakers; "
@@ -125,12 +178,12 @@ def run_audio(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_factors(args: argparse.Namespace) -> dict[str, Any]:
-    from ..probe import factor_probes
+    from ..evaluation.probes import factor_probes
 
     model, cfg, train, test = _load(args)
     if not any(f.name in test.labels for f in test.factors):
         raise ValueError(f"the run's dataset ({cfg.data.name}) has no labelled factors to probe")
-    res = factor_probes(model, cfg, train, test, fit_batch=args.fit_batch, seed=args.seed, pool=args.pool, coords=args.coords)
+    res = factor_probes(model, cfg.loss, train, test, fit_batch=args.fit_batch, seed=args.seed, pool=args.pool, coords=args.coords)
     print(f"{cfg.data.name}: linear-probe accuracy on {len(test)} test sequences ({args.pool} embeddings)")
     print(f"  {'factor':<12}{'kind':<9}{'static':>8}{'dynamic':>9}{'chance':>8}")
     for name, r in res.items():
@@ -141,11 +194,9 @@ def run_factors(args: argparse.Namespace) -> dict[str, Any]:
 
 def _judge_data(args: argparse.Namespace):
     from ..data import data_config_from_spec
-    from ..judge import load_judge
+    from ..evaluation.judge import load_judge
 
-    if not args.judge:
-        raise ValueError(f"--judge JUDGE is required for the {args.mode} evaluation")
-    model, cfg = load_run(args.run)
+    model, cfg = load_run(args.run, precision=getattr(args, "precision", "auto"))
     judge, sha = load_judge(args.judge)
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)
@@ -167,7 +218,7 @@ def _limited(data, limit: int):
 
 def parse_protocols(text: str) -> tuple[tuple[str, str], ...]:
     """'A,B:swap' -> (("A", "sample"), ("A", "swap"), ("B", "swap")); one clear error on a bad item."""
-    from ..evaluate import MANIPULATIONS, PROTOCOLS
+    from ..evaluation.two_factor import MANIPULATIONS, PROTOCOLS
 
     out: list[tuple[str, str]] = []
     for item in filter(None, (t.strip() for t in text.split(","))):
@@ -181,7 +232,7 @@ def parse_protocols(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def run_judge(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluate import evaluate_two_factor, markdown_table
+    from ..evaluation.two_factor import evaluate_two_factor, markdown_table
 
     model, cfg, judge, sha, data, data_cfg, has_test, train = _judge_data(args)
     data = _limited(data, args.limit)
@@ -190,13 +241,13 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
     only = parse_protocols(args.protocols)
     basis, note = None, ""
     if args.fit_on == "train":
-        from ..showcase import fit_reference_basis
+        from ..pipelines.basis import BasisSpec, fit_reference_basis
 
         _check_fit_batch(args)
-        basis = fit_reference_basis(model, train, cfg, fit_batch=args.fit_batch, seed=args.seed, split=args.static_split)
+        basis = fit_reference_basis(model, train, BasisSpec.from_loss(cfg.loss, split=args.static_split, fit_batch=args.fit_batch, seed=args.seed))
         n_fit = len(train) if args.fit_batch <= 0 else min(args.fit_batch, len(train))
         note = f"{n_fit} training sequences"
-    report = evaluate_two_factor(model, cfg, judge, data, repeats=args.repeats, batch_size=args.batch_size,
+    report = evaluate_two_factor(model, cfg.loss, judge, data, repeats=args.repeats, batch_size=args.batch_size,
                                  seed=args.seed, progress=not getattr(args, "quiet", False), only=only,
                                  split=args.static_split, basis=basis, basis_note=note)
     table = markdown_table(report)
@@ -210,7 +261,8 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
 def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..multifactor import evaluate_multifactor, load_factors, multifactor_markdown, reconstruction_accuracy
+    from ..evaluation.multifactor import evaluate_multifactor, multifactor_markdown, reconstruction_accuracy
+    from ..pipelines.factorset import load_factors
 
     model, cfg, judge, sha, data, data_cfg, _, _ = _judge_data(args)
     data = _limited(data, args.limit)
@@ -241,19 +293,28 @@ def run_multifactor(args: argparse.Namespace) -> dict[str, Any]:
             "limit": args.limit or None, **results, "reconstruction": recon}
 
 
-# mode name -> (help, runner). A new benchmark family adds one entry here.
-MODES: dict[str, tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = {
-    "judge": ("judge-based Protocols A and B (default)", run_judge),
-    "multifactor": ("multifactor metric with the groups of `skd factors` (needs --judge)", run_multifactor),
-    "audio": ("speech: static/dynamic speaker EER and linear probes (EVALUATION.md §4)", run_audio),
-    "factors": ("any labelled data: probe every factor from the static and the dynamic embedding", run_factors),
+# subcommand -> (help, argument adder, runner). A new benchmark family adds one entry here.
+MODES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict[str, Any]]]] = {
+    "two-factor": ("judge-based Protocols A and B (docs/EVALUATION.md §2)", add_two_factor, lambda a: run_judge(a)),
+    "multifactor": ("multifactor metric with the groups of `skd factors`", add_multifactor, lambda a: run_multifactor(a)),
+    "audio": ("speech: static/dynamic speaker EER and linear probes (docs/EVALUATION.md §4)", add_audio, lambda a: run_audio(a)),
+    "factors": ("any labelled data: probe every factor from the static and the dynamic embedding", add_factors,
+                lambda a: run_factors(a)),
 }
 
 
-def run(args: argparse.Namespace) -> int:
-    result = MODES[args.mode][1](args)
-    out = Path(args.out) if args.out else Path(args.run) / f"eval_{args.mode}.json"
-    payload = {"run": str(args.run), "mode": args.mode, "fit_batch": args.fit_batch, "seed": args.seed, **result}
-    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
+def _runner(name: str, fn: Callable[[argparse.Namespace], dict[str, Any]]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        args.fit_batch = getattr(args, "fit_batch", 0)
+        result = fn(args)
+        out = Path(args.out) if args.out else Path(args.run) / f"eval_{OUT_NAMES[name]}.json"
+        payload = {"run": str(args.run), "mode": OUT_NAMES[name], "fit_batch": args.fit_batch, "seed": args.seed, **result}
+        atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0
+
+    return run
+
+
+def run(args: argparse.Namespace) -> int:  # pragma: no cover - each subcommand sets its own _run
+    raise AssertionError("skd eval needs a subcommand")

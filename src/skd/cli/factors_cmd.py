@@ -4,13 +4,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import viz
-from ..checkpoint import atomic_write_text
+from ..render import images as viz
+from ..files.checkpoint import atomic_write_text
 from ..data import data_config_from_spec, load_dataset
-from ..footprint import AFFINITIES
-from ..multifactor import factors_report, fit_factors, grouping_agreement, save_factors, subset_grid
-from ..showcase import pick_pairs
-from ..train import load_run
+from ..pipelines.factors import TooManyGroups
+from ..pipelines.footprint import AFFINITIES
+from ..pipelines.basis import BasisSpec
+from ..pipelines.factorset import factors_report, fit_factors, grouping_agreement, save_factors
+from ..pipelines.pairs import pick_pairs
+from ..render.swaps import subset_grid
+from ..training.loop import load_run
 
 AFFINITY_TITLES = {"dependence": "distance correlation", "footprint": "footprint correlation",
                    "both": "sqrt(distance corr. x footprint corr.)"}
@@ -61,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
     model.check_input(data.batch([0]))
     if args.n_factors is not None and args.n_factors < 1:
         raise ValueError(f"--n-factors={args.n_factors} must be >= 1")
-    fs = fit_factors(model, cfg, data, n_groups=args.n_factors, fit_batch=args.fit_batch, seed=args.seed,
-                     kind=args.basis, separate_motion=not args.no_motion_group, affinity=args.affinity)
+    try:
+        fs = fit_factors(model, data, BasisSpec.from_loss(cfg.loss, fit_batch=args.fit_batch, seed=args.seed), n_groups=args.n_factors,
+                         kind=args.basis, separate_motion=not args.no_motion_group, affinity=args.affinity)
+    except TooManyGroups as e:
+        raise ValueError(f"--n-factors: {e}") from None
     run_dir = Path(args.run)
     out = run_dir / "factors"
     path = save_factors(fs, run_dir, {"fit_batch": args.fit_batch, "seed": args.seed, "split": args.split, "basis": args.basis,

@@ -7,12 +7,12 @@ import argparse
 import dataclasses
 
 from ..data import data_config_from_spec, load_dataset
-from ..judge import judge_setup, train_judge
-from ..train import resolve_device
+from ..evaluation.judge import judge_setup, train_judge
+from ..training.loop import resolve_device
 from .common import command_line
 
 HELP = "train the judge classifier used by `skd eval`"
-DESCRIPTION = """Train the judge (EVALUATION.md §1) with full supervision on a labelled dataset; one head per
+DESCRIPTION = """Train the judge (docs/EVALUATION.md §1) with full supervision on a labelled dataset; one head per
 labelled factor. Saves DIR/judge.pt (tensors + config) and DIR/judge.json (SHA-256, per-head
 test accuracy, recipe, CPU time).
 

@@ -10,16 +10,22 @@ import logging
 import os
 import sys
 
-from ..checkpoint import CheckpointError
+from ..files.checkpoint import CheckpointError
 from ..config import ConfigError
-from ..launch import LaunchError
-from ..train import TrainingError
+from ..training.launch import LaunchError
+from ..files.runfolder import FolderLockedError
+from ..training.loop import TrainingError
 from .common import common_parent
-from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, swap_cmd, train_cmd
+from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, scorecard_cmd, swap_cmd, train_cmd
 
 COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd,
-            "judge": judge_cmd, "eval": eval_cmd, "factors": factors_cmd, "morph": morph_cmd}
-USER_ERRORS = (ConfigError, CheckpointError, TrainingError, LaunchError, ValueError, FileNotFoundError, FileExistsError,
+            "judge": judge_cmd, "eval": eval_cmd, "factors": factors_cmd, "morph": morph_cmd,
+            "scorecard": scorecard_cmd}
+# library parameter (tagged with skd.config.about) -> the flag that sets it, per command ("*": all)
+FLAGS = {"*": {"data": "--data", "out_dir": "--out", "run_dir": "--out"},
+         "swap": {"groups": "--factors"}, "morph": {"groups": "--order"}}
+FLAG_HINTS = {"factors": "run `skd factors --run RUN` first", "run_dir": "use --resume to continue it"}
+USER_ERRORS = (ConfigError, CheckpointError, TrainingError, LaunchError, FolderLockedError, ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, IsADirectoryError, OSError, KeyError)
 
 
@@ -47,9 +53,31 @@ def _version() -> str:
     return __version__
 
 
+def flag_message(command: str, err: BaseException, msg: str) -> str:
+    """Name the flag behind a library error tagged with the parameter it is about."""
+    param = getattr(err, "param", None)
+    if param is None:
+        return msg
+    flag = FLAGS.get(command, {}).get(param) or FLAGS["*"].get(param)
+    hint = FLAG_HINTS.get(param)
+    return (f"{flag} {msg}" if flag else msg) + (f"; {hint}" if hint else "")
+
+
+def _modernise(argv: list[str]) -> list[str]:
+    """Old spellings kept for one release (hidden): `skd eval --audio ...` -> `skd eval audio ...`,
+    `skd eval --run ...` -> `skd eval two-factor --run ...`; one deprecation line on stderr."""
+    i = next((n for n, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is None or argv[i] != "eval":
+        return argv
+    rest, note = eval_cmd.legacy_argv(argv[i + 1:])
+    if note:
+        print(note, file=sys.stderr)
+    return [*argv[: i + 1], *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_modernise(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -66,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, KeyError):
             msg = f"missing key {msg}"
+        msg = flag_message(args._name, e, msg)
         if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and "RANK" in os.environ:  # one line per process
             msg = f"[rank {os.environ['RANK']}] {msg}"
         print(f"skd {args._name}: error: {msg}", file=sys.stderr)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import viz
+from ..render import images as viz
 from ..data import data_config_from_spec, load_dataset
-from ..multifactor import load_factors, morph_rows, resolve_groups
-from ..showcase import parse_pairs, pick_pairs
-from ..train import load_run
+from ..pipelines.factorset import load_factors, resolve_groups
+from ..pipelines.pairs import parse_pairs, pick_pairs
+from ..render.swaps import morph_rows
+from ..training.loop import load_run
 
 HELP = "morph a sequence into another one factor group at a time (motion fixed)"
 DESCRIPTION = """Incremental swap (paper Sec. 4.3): starting from the source, replace its static factor groups

@@ -6,11 +6,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..checkpoint import atomic_write_text
+from ..files.checkpoint import atomic_write_text
 from ..config import AUDIO_DATA
 from ..data import load_dataset
-from ..showcase import fit_reference_basis, parse_pairs, pick_pairs, write_swaps
-from ..train import load_run
+from ..pipelines.basis import BasisSpec, fit_reference_basis
+from ..pipelines.pairs import parse_pairs, pick_pairs
+from ..render.swaps import write_swaps
+from ..training.loop import load_run
 
 HELP = "swap static and dynamic factors between sequences of a trained run"
 DESCRIPTION = """Decode each sequence's motion with another sequence's appearance.
@@ -47,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.n_pairs < 1:  # checked before anything is loaded or written
+        raise ValueError(f"--n-pairs={args.n_pairs} must be >= 1")
+    if args.fit_batch < 2:
+        raise ValueError(f"--fit-batch={args.fit_batch} must be >= 2")
     model, cfg = load_run(args.run)
     if args.data:
         data_cfg = dataclasses.replace(cfg.data, name="arrays", path=args.data, labels="", test_path="")
@@ -55,15 +61,13 @@ def run(args: argparse.Namespace) -> int:
         train, test = load_dataset(cfg.data)
         data = test if args.split == "test" and test is not None else train
     model.check_input(data.batch([0]))
-    if args.fit_batch < 2:
-        raise ValueError(f"--fit-batch={args.fit_batch} must be >= 2")
     out = Path(args.out) if args.out else Path(args.run) / "swaps"
     if cfg.data.name in AUDIO_DATA and not args.data:
         return _run_audio(args, model, cfg, data, out)
     pairs = parse_pairs(args.pairs, len(data)) if args.pairs else pick_pairs(data, args.n_pairs, seed=args.seed)
     if args.factors:
         return _swap_factors(args, model, data, pairs, out)
-    basis = fit_reference_basis(model, data, cfg, fit_batch=args.fit_batch, seed=args.seed, split=args.static_split)
+    basis = fit_reference_basis(model, data, BasisSpec.from_loss(cfg.loss, split=args.static_split, fit_batch=args.fit_batch, seed=args.seed))
     res = write_swaps(model, data, basis, pairs, out)
     atomic_write_text(out / "swap.json", json.dumps({"run": str(args.run), "pairs": res.pairs, "fit_batch": args.fit_batch,
                                                      "seed": args.seed, "static": int(basis.static.sum()),
@@ -76,9 +80,10 @@ def _swap_factors(args: argparse.Namespace, model, data, pairs, out: Path) -> in
     """Rows per pair: A, B, A with B's chosen factor groups."""
     import torch
 
-    from .. import ops, viz
-    from ..factors import swap_groups
-    from ..multifactor import load_factors, resolve_groups
+    from ..pipelines import ops
+    from ..render import images as viz
+    from ..pipelines.factors import swap_groups
+    from ..pipelines.factorset import load_factors, resolve_groups
 
     fs = load_factors(args.run)
     groups = fs.supervised if args.supervised else fs.free
@@ -103,11 +108,11 @@ def _swap_factors(args: argparse.Namespace, model, data, pairs, out: Path) -> in
 
 def _run_audio(args: argparse.Namespace, model, cfg, data, out: Path) -> int:
     """Speech run: swaps between utterances, written as WAV files and spectrogram images."""
-    from ..audio.listen import paths_of, utterance_view, write_audio_swaps
+    from ..render.audio import paths_of, utterance_view, write_audio_swaps
 
     view = utterance_view(data)  # one row per utterance, for choosing and checking pairs
     pairs = parse_pairs(args.pairs, len(view)) if args.pairs else pick_pairs(view, args.n_pairs, seed=args.seed)
-    basis = fit_reference_basis(model, data, cfg, fit_batch=args.fit_batch, seed=args.seed)
+    basis = fit_reference_basis(model, data, BasisSpec.from_loss(cfg.loss, fit_batch=args.fit_batch, seed=args.seed))
     res = write_audio_swaps(model, data, basis, pairs, out, seed=args.seed)
     atomic_write_text(out / "swap.json", json.dumps({"run": str(args.run), "pairs": res.pairs, "files": paths_of(data, pairs),
                                                      "fit_batch": args.fit_batch, "seed": args.seed,

@@ -5,12 +5,14 @@ import argparse
 import json
 import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config
 from ..data import load_dataset
-from ..distributed import env_world, init_distributed, shutdown
-from ..train import train
+from ..training.distributed import env_world, init_distributed, shutdown
+from ..files.runfolder import claim_run_dir
+from ..training.loop import train
 from .common import add_config_arguments, command_line, config_from_args
 
 HELP = "train a model on the built-in data or your arrays (or resume a run)"
@@ -27,7 +29,7 @@ examples:
 The run folder gets config.json, command.txt, data.json, metrics.jsonl, checkpoint.pt and
 result.json. With several processes train.batch_size is the GLOBAL batch (split evenly), C is
 fitted on the whole global batch, and only rank 0 writes files (docs/DISTRIBUTED.md)."""
-log = logging.getLogger("skd.train")
+log = logging.getLogger("skd.training.loop")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,7 +60,7 @@ def _config(args: argparse.Namespace) -> tuple[Config, Path]:
     if args.resume:
         if args.out:
             raise ValueError("use either --resume RUN or --out RUN, not both")
-        from ..train import load_checkpoint_config
+        from ..training.resume import load_checkpoint_config
 
         return load_checkpoint_config(args.resume, [*extra, *args.overrides]), Path(args.resume)
     cfg = config_from_args(args, extra)
@@ -73,13 +75,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, cfg: Config, run_dir: Path, command: str) -> int:
-    """One process of a run: a whole single-process run, or one rank of a torchrun/srun/--nproc job."""
-    data, _ = load_dataset(cfg.data)  # before joining: a data error stops every process at once
-    info = init_distributed(cfg.train.device)
-    try:
-        res = train(cfg, run_dir, data, resume=bool(args.resume), progress=not args.quiet, command=command)
-    finally:
-        shutdown()
+    """One process of a run: a whole single-process run, or one rank of a torchrun/srun/--nproc job.
+
+    The main process claims the run folder (an exclusive lock held until the run ends) before
+    loading the data, so a second run into the same folder fails at once, not after the data.
+    """
+    claim = claim_run_dir(run_dir, create=not args.resume) if env_world().is_main else nullcontext()
+    with claim:
+        data, _ = load_dataset(cfg.data)  # before joining: a data error stops every process at once
+        info = init_distributed(cfg.train.device)
+        try:
+            res = train(cfg, run_dir, data, resume=bool(args.resume), progress=not args.quiet, command=command)
+        finally:
+            shutdown()
     if info.is_main:
         parts = ", ".join(f"{k}={v:.4g}" for k, v in res.last.items() if k in ("loss", "rec", "pred_latent", "pred_ambient", "eig"))
         procs = f" on {info.world_size} processes" if info.distributed else ""
@@ -90,7 +98,7 @@ def _train(args: argparse.Namespace, cfg: Config, run_dir: Path, command: str) -
 
 def _launch(args: argparse.Namespace, cfg: Config, run_dir: Path) -> int:
     """``--nproc N``: check what can be checked here (one clear error line), then start N processes."""
-    from ..launch import launch_local
+    from ..training.launch import launch_local
 
     n = args.nproc
     if n < 1:

@@ -1,14 +1,14 @@
 """Datasets: built-in ``shapes`` videos and ``oscillators`` series, a user's arrays, Sprites, speech."""
 from __future__ import annotations
 
-from ..config import DataConfig
+from ..config import DataConfig, about
 from .base import Factor, SequenceData
 
 __all__ = ["Factor", "SequenceData", "load_dataset", "data_config_from_spec"]
 
 
 def data_config_from_spec(spec: str, base: DataConfig | None = None) -> DataConfig:
-    """``--data`` on the command line: ``shapes``, a Sprites folder, or a .npy/.npz file."""
+    """A data spec: ``shapes``, a Sprites folder, or a .npy/.npz file."""
     import dataclasses
     from pathlib import Path
 
@@ -21,12 +21,24 @@ def data_config_from_spec(spec: str, base: DataConfig | None = None) -> DataConf
     if p.suffix in (".npy", ".npz"):
         return dataclasses.replace(base, name="arrays", path=str(p), labels="", test_path="")
     if not p.exists():
-        raise FileNotFoundError(f"--data {spec}: no such file or folder (or use 'shapes')")
-    raise ValueError(f"--data {spec}: expected 'shapes', a Sprites folder or a .npy/.npz file")
+        raise about("data", FileNotFoundError(f"{spec}: no such file or folder (or use 'shapes')"))
+    raise about("data", ValueError(f"{spec}: expected 'shapes', a Sprites folder or a .npy/.npz file"))
 
 
 def load_dataset(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
-    """(train, test) for a data config. ``test`` is None when the source has no held-out part."""
+    """(train, test) for a data config. ``test`` is None when the source has no held-out part.
+
+    The two parts are checked against each other: a model trained on one reads the other.
+    """
+    train, test = _load_parts(cfg)
+    if test is not None and tuple(test.frame_shape) != tuple(train.frame_shape):
+        where = cfg.test_path or cfg.path or cfg.name
+        raise ValueError(f"{where}: test sequences have frames of shape {tuple(test.frame_shape)}, but the training "
+                         f"data {cfg.path or cfg.name} has {tuple(train.frame_shape)}")
+    return train, test
+
+
+def _load_parts(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
     if cfg.name == "shapes":
         from .shapes import shapes_split
 
@@ -46,7 +58,7 @@ def load_dataset(cfg: DataConfig) -> tuple[SequenceData, SequenceData | None]:
 
         return oscillators_split(cfg.n_train, cfg.n_test, seq_len=cfg.seq_len, seed=cfg.seed)
     if cfg.name in ("audio", "fsdd", "timit"):
-        from ..audio.datasets import load_audio_dataset
+        from .audio.datasets import load_audio_dataset
 
         return load_audio_dataset(cfg)
     raise ValueError(f"data.name={cfg.name!r} must be 'shapes', 'arrays', 'sprites', 'oscillators', 'audio', 'fsdd' or 'timit'")

@@ -10,11 +10,14 @@ is not, else ``"ntchw"``.
 Labels are per-sequence integers, given as (N,), one-hot (N, K), or per-frame (N, T) / (N, T, K)
 arrays that are constant over time; ``-1`` (or an all-zero one-hot row) marks an unknown label.
 Every error is a single-line ``ValueError`` (``FileNotFoundError`` for a missing file) that
-starts with the file name.
+starts with the file name. Array headers are read and checked before any data: a header that
+declares more bytes than the file holds, or more than the memory available
+(:mod:`skd.files.limits`), is refused without allocating.
 """
 from __future__ import annotations
 
 import logging
+import math
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 
 from skd.data.base import Factor, FactorKind, SequenceData
+from skd.files.limits import check_allocation
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ _LOAD_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, Run
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # local file header, empty archive
 _CHUNK_BYTES = 1 << 26  # float video is checked and converted in chunks of about this size
+MIN_CLASS_LIMIT = 1024  # a factor may have up to max(N, this) classes (label ids 0..K-1)
 
 
 def _one_line(err: BaseException) -> str:
@@ -48,6 +53,57 @@ def _check_file(path: Path, what: str) -> None:
         raise ValueError(f"{path}: unsupported extension {path.suffix!r} for {what} (use .npy or .npz)")
 
 
+def _npy_header(fh, where: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, declared data bytes) from the .npy header at the stream's position."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(fh)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = fmt.read_array_header_2_0(fh)
+    else:  # pragma: no cover - read_magic only returns known majors
+        raise ValueError(f"{where}: unsupported .npy format version {version}")
+    return tuple(shape), dtype, math.prod(shape) * dtype.itemsize
+
+
+class _Truncated(ValueError):
+    """A header declares more data than its file holds (already a complete one-line message)."""
+
+
+def _check_declared(where: str, shape: tuple[int, ...], dtype: np.dtype, declared: int, held: int) -> None:
+    if declared > held:
+        raise _Truncated(f"{where}: truncated or corrupt: its header declares an array of shape {shape} "
+                         f"({dtype}, {declared} bytes) but the file holds only {max(held, 0)} bytes of data")
+
+
+def _check_headers(path: Path, npy: bool) -> None:
+    """Compare every array header with the bytes actually stored, and the total with the memory
+    available, before numpy allocates anything."""
+    try:
+        if npy:
+            with open(path, "rb") as fh:
+                shape, dtype, declared = _npy_header(fh, str(path))
+                held = path.stat().st_size - fh.tell()
+            _check_declared(str(path), shape, dtype, declared, held)
+            return
+        total = 0
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                where = f"{path}['{info.filename[:-4]}']"
+                with zf.open(info) as member:
+                    shape, dtype, declared = _npy_header(member, where)
+                    held = info.file_size - member.tell()
+                _check_declared(where, shape, dtype, declared, held)
+                total += declared
+    except _Truncated:
+        raise
+    except _LOAD_ERRORS as err:
+        raise ValueError(f"{path}: cannot read file ({_one_line(err)})") from err
+    check_allocation(total, f"{path}: loading its arrays")
+
+
 def _read(path: Path, what: str) -> dict[str, np.ndarray]:
     """All arrays of a .npy ({"": array}, memory-mapped when possible) or .npz (by key)."""
     _check_file(path, what)
@@ -61,12 +117,14 @@ def _read(path: Path, what: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: not a valid .npy file (missing the NumPy header)")
     if not npy and head[:4] not in _ZIP_MAGIC:
         raise ValueError(f"{path}: not a valid .npz file (not a zip archive)")
+    _check_headers(path, npy)
     try:
         if npy:
             try:
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
             except _LOAD_ERRORS:
-                arr = np.load(path, allow_pickle=False)  # e.g. truncated: report the plain error
+                check_allocation(path.stat().st_size, f"{path}: reading the whole file")
+                arr = np.load(path, allow_pickle=False)  # e.g. object dtype: report the plain error
             if not isinstance(arr, np.ndarray):
                 raise ValueError("not a .npy array")
             return {"": arr}
@@ -134,7 +192,8 @@ def _to_float(arr: np.ndarray, path: Path, video: bool) -> np.ndarray:
     per_item = max(1, out[:1].nbytes)
     step = max(1, _CHUNK_BYTES // per_item)
     for lo in range(0, arr.shape[0], step):
-        chunk = np.asarray(arr[lo:lo + step], dtype=np.float32)
+        chunk = out[lo:lo + step]  # converted in place: the source may be a read-only memory map
+        chunk[...] = arr[lo:lo + step]
         if not np.isfinite(chunk).all():
             raise ValueError(f"{path}: x contains NaN or infinite values")
         if video:
@@ -147,7 +206,6 @@ def _to_float(arr: np.ndarray, path: Path, video: bool) -> np.ndarray:
             if lo_v < -1e-6 or hi_v > 1.0 + 1e-6:
                 raise ValueError(f"{path}: float video must lie in [0, 1], got values in [{lo_v:g}, {hi_v:g}]")
             np.clip(chunk, 0.0, 1.0, out=chunk)
-        out[lo:lo + step] = chunk
     return out
 
 
@@ -168,6 +226,9 @@ def _prepare_x(arr: np.ndarray, layout: str, path: Path) -> torch.Tensor:
     n, t = arr.shape[0], arr.shape[1]
     if n < 1 or t < 2:
         raise ValueError(f"{path}: need N >= 1 sequences of T >= 2 steps, got shape {tuple(arr.shape)}")
+    as_float = layout == "ntd" or arr.dtype.kind == "f"
+    check_allocation(math.prod(arr.shape) * (4 if as_float else 1),
+                     f"{path}: x of shape {tuple(arr.shape)} as {'float32' if as_float else 'uint8'}")
     if layout == "ntd":
         return torch.from_numpy(_to_float(arr, path, video=False))
     if layout == "nthwc":
@@ -232,6 +293,10 @@ def _parse_labels(arr: np.ndarray, n: int, seq_len: int, where: str, x_where: st
         raise ValueError(f"{where}: labels must be >= 0 (or -1 for unknown), got min {int(vals.min())}")
     if size is None:
         size = max(int(vals.max()) + 1 if vals.size else 1, 1)
+    limit = max(n, MIN_CLASS_LIMIT)
+    if size > limit:
+        raise ValueError(f"{where}: labels declare {size} classes (ids up to {size - 1}) for {n} sequences; at most "
+                         f"{limit} classes are accepted: number the classes 0..K-1")
     return vals, size
 
 

@@ -1,6 +1,6 @@
 """The Sprites benchmark (Li & Mandt, 2018): build it from the LPC sheets, load it from disk.
 
-Recipe (``/work/shared/data/lpc-sprites/README.md``, followed value for value): character
+Recipe of the standard data set (recovered from the original generator, followed value for value): character
 c in 0..1295 has body = c // 216, bottom = (c // 36) % 6, top = (c // 6) % 6, hair = c % 6;
 its frames are cells of an opaque black canvas alpha-composited with body, bottomwear,
 topwear, hair and ``shoes/1.png``. ``np.random.seed(423)`` splits the characters 1000 / 296;
@@ -25,9 +25,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -36,8 +38,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from skd.files.checkpoint import current_umask
 from skd.data.arrays import _one_line, _read
 from skd.data.base import Factor, SequenceData
+from skd.files.limits import check_allocation, format_bytes
+from skd.files.runfolder import folder_bytes, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +118,16 @@ def _load_sheet(path: Path) -> Image.Image:
     if not path.is_file():
         raise ValueError(f"{path}: sprite sheet not found")
     try:
-        with Image.open(path) as im:
-            if im.size != SHEET_SIZE:
-                raise ValueError(f"{path}: sprite sheet is {im.size[0]}x{im.size[1]} px, expected "
-                                 f"{SHEET_SIZE[0]}x{SHEET_SIZE[1]}")
-            rgba = np.asarray(im.convert("RGBA"))  # (1344, 832, 4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, don't decode
+            with Image.open(path) as im:
+                if im.size != SHEET_SIZE:  # checked from the header, before any pixel is decoded
+                    raise ValueError(f"{path}: sprite sheet is {im.size[0]}x{im.size[1]} px, expected "
+                                     f"{SHEET_SIZE[0]}x{SHEET_SIZE[1]}")
+                rgba = np.asarray(im.convert("RGBA"))  # (1344, 832, 4)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"{path}: sprite sheet refused as a decompression bomb ({_one_line(err)}); "
+                         f"expected {SHEET_SIZE[0]}x{SHEET_SIZE[1]} px") from err
     except (OSError, SyntaxError) as err:
         raise ValueError(f"{path}: cannot read sprite sheet ({_one_line(err)})") from err
     # Compositing is per pixel, so cropping before compositing gives the same values.
@@ -203,6 +213,22 @@ def _check_out_dir(out: Path) -> None:
             raise FileExistsError(f"{out}: output folder exists and is not empty")
 
 
+def _partial_builds(out: Path) -> list[Path]:
+    """Temporary build folders of ``out`` (``.NAME.partial-XXXX.tmp`` beside it)."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.partial-[A-Za-z0-9_]+\.tmp$")
+    if not out.parent.is_dir():
+        return []
+    return sorted(p for p in out.parent.iterdir() if pattern.match(p.name) and p.is_dir() and not p.is_symlink())
+
+
+def _remove_partial_builds(out: Path) -> None:
+    """Delete what killed builds into ``out`` left (only called while holding the build lock)."""
+    for p in _partial_builds(out):
+        size = folder_bytes(p)
+        shutil.rmtree(p, ignore_errors=True)
+        log.warning("removed %s (%s), a partial build left by an interrupted build into %s", p, format_bytes(size), out)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -255,8 +281,11 @@ def build_sprites(
     """Build the standard Sprites arrays from the LPC sheets into ``out_dir``; returns the metadata.
 
     ``limit_train`` / ``limit_test`` keep the first N sequences of the final order, so a limited
-    build equals the first rows of the full one. Output goes to a temporary folder beside
-    ``out_dir`` that is renamed into place at the end; ``out_dir`` must not exist or be empty.
+    build equals the first rows of the full one. Output goes to a temporary folder
+    ``.NAME.partial-XXXX.tmp`` beside ``out_dir`` that is renamed into place at the end;
+    ``out_dir`` must not exist or be empty. A build holds the lock ``.NAME.lock`` beside
+    ``out_dir`` while it runs, and first removes (and logs) the partial builds that killed
+    builds into the same ``out_dir`` left behind.
     ``image_size`` 32 stores every frame reduced by a 2×2 box mean (``downsample_frames``): not
     the standard benchmark, but a 4× cheaper variant for fast experiments (judge it with a judge
     trained on the same build).
@@ -274,6 +303,19 @@ def build_sprites(
     if not sheets_dir.is_dir():
         raise FileNotFoundError(f"{sheets_dir}: sprite sheet folder not found")
     _check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out.parent / f".{out.name}.lock", f"build target {out}", remove=True):
+        _remove_partial_builds(out)
+        _check_out_dir(out)  # again, now that no other build into it can be running
+        meta = _build_locked(sheets_dir, out, counts, full, dtype, image_size, progress)
+    seconds = time.perf_counter() - t0
+    log.info("built Sprites (%d train, %d test, %s, %d px) in %s in %.1f s", counts["train"], counts["test"],
+             dtype, image_size, out, seconds)
+    return {**meta, "out_dir": str(out), "seconds": seconds}
+
+
+def _build_locked(sheets_dir: Path, out: Path, counts: dict[str, int], full: dict[str, int], dtype: str,
+                  image_size: int, progress: bool) -> dict:
     compositor = _Compositor(sheets_dir)  # checks every sheet before anything is written
     sheet_hashes = {str(p.relative_to(sheets_dir)): _sha256(p) for ps in _sheet_paths(sheets_dir) for p in ps}
 
@@ -283,8 +325,7 @@ def build_sprites(
     x_all = _render_sequences(compositor, chars, labels, progress=progress)  # both splits at once
     x_all = downsample_frames(x_all, CELL // image_size)  # (N, 8, S, S, 3)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", suffix=".tmp", dir=out.parent))
     try:
         files: list[Path] = []
         lo = 0
@@ -312,7 +353,7 @@ def build_sprites(
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         for p in [*files, tmp / "meta.json"]:
             _fsync(p)
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
         try:
             os.replace(tmp, out)  # also replaces an empty existing folder
         except OSError as err:
@@ -320,10 +361,7 @@ def build_sprites(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    seconds = time.perf_counter() - t0
-    log.info("built Sprites (%d train, %d test, %s, %d px) in %s in %.1f s", counts["train"], counts["test"],
-             dtype, image_size, out, seconds)
-    return {**meta, "out_dir": str(out), "seconds": seconds}
+    return meta
 
 
 # --------------------------------------------------------------------------- loading
@@ -351,6 +389,7 @@ def _video_uint8(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.dtype != np.uint8 and arr.dtype.kind != "f":
         raise ValueError(f"{where}: x has dtype {arr.dtype}; expected uint8 or float32 in [0, 1]")
     src = arr.transpose(0, 1, 4, 2, 3) if layout == "nthwc" else arr
+    check_allocation(int(np.prod(src.shape, dtype=np.int64)), f"{where}: x of shape {tuple(arr.shape)} as uint8")
     out = np.empty(src.shape, dtype=np.uint8)
     step = max(1, (1 << 26) // max(1, out[:1].nbytes * 8))
     top = 0.0

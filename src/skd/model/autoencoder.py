@@ -1,0 +1,146 @@
+"""KoopmanAE: per-frame encoder → LSTM → Koopman fit → LSTM → per-frame decoder (docs/METHOD.md §1)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..koopman import fit_koopman, predict_latents
+from .nets.conv import ConvDecoder, ConvEncoder
+from .nets.mlp import MLPDecoder, MLPEncoder
+from .precision import frame_autocast, full_precision
+
+
+@dataclass
+class ModelOutput:
+    """Everything one forward pass computes."""
+
+    z: torch.Tensor  # (B, T, k) latents
+    z_pred: torch.Tensor  # (B, T, k) = [z_0 ; Zp C]
+    C: torch.Tensor  # (k, k) float64 Koopman matrix of this batch
+    x_rec: torch.Tensor  # (B, T, ...) decode of (dropout) z
+    x_pred: torch.Tensor  # (B, T, ...) decode of z_pred
+
+
+class TemporalLSTM(nn.Module):
+    """A 1-layer LSTM k → k over time, or the identity when disabled."""
+
+    def __init__(self, k: int, enabled: bool) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(k, k, batch_first=True) if enabled else None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.lstm is None:
+            return z
+        return self.lstm(z)[0]  # (B, T, k)
+
+
+def build_frame_nets(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
+    """The per-frame encoder and decoder that ``cfg`` describes."""
+    if cfg.kind in ("conv", "auto"):
+        out = "sigmoid" if cfg.output == "auto" else cfg.output
+        enc = ConvEncoder(in_channels=cfg.channels, image_size=cfg.image_size, width=cfg.width, k=cfg.k)
+        dec = ConvDecoder(out_channels=cfg.channels, image_size=cfg.image_size, width=cfg.width, k=cfg.k, output=out)
+        return enc, dec
+    if cfg.kind == "mlp":
+        out = "linear" if cfg.output == "auto" else cfg.output
+        enc = MLPEncoder(input_dim=cfg.input_dim, k=cfg.k, hidden=cfg.hidden, layers=cfg.layers)
+        dec = MLPDecoder(output_dim=cfg.input_dim, k=cfg.k, hidden=cfg.hidden, layers=cfg.layers, output=out)
+        return enc, dec
+    raise ValueError(f"model.kind={cfg.kind!r} must be 'conv' or 'mlp' (resolve 'auto' with resolve_model_config)")
+
+
+class KoopmanAE(nn.Module):
+    """Structured Koopman autoencoder.
+
+    ``frame_encoder`` maps (N, *frame) -> (N, k) and ``frame_decoder`` (N, k) -> (N, *frame);
+    pass your own modules to plug in another architecture, otherwise they are built from ``cfg``.
+    """
+
+    def __init__(
+        self, cfg: ModelConfig, frame_encoder: nn.Module | None = None, frame_decoder: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if frame_encoder is None or frame_decoder is None:
+            enc, dec = build_frame_nets(cfg)
+            frame_encoder = frame_encoder or enc
+            frame_decoder = frame_decoder or dec
+        self.frame_encoder = frame_encoder
+        self.frame_decoder = frame_decoder
+        self.enc_lstm = TemporalLSTM(cfg.k, cfg.lstm)
+        self.dec_lstm = TemporalLSTM(cfg.k, cfg.lstm)
+        self.dropout = nn.Dropout(cfg.dropout)
+        # how the frame networks run (set by skd.model.precision.apply_plan; not part of the state)
+        self.frame_autocast: torch.dtype | None = None
+        self.channels_last = False
+        # one decoder pass for reconstruction + prediction (decode_pair): exact, but measured 0.97× on
+        # CPU (benchmarks/train_speed.py), so off by default
+        self.fuse_decode = False
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        c = self.cfg
+        return (c.input_dim,) if c.kind == "mlp" else (c.channels, c.image_size, c.image_size)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        want = self.frame_shape
+        if x.ndim != 2 + len(want) or tuple(x.shape[2:]) != want or x.shape[1] < 2:
+            raise ValueError(f"input shape {tuple(x.shape)} does not match (B, T>=2, {', '.join(map(str, want))})")
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, *frame) -> (B, T, k)."""
+        b, t = x.shape[:2]
+        frames = x.reshape(b * t, *x.shape[2:])  # (B·T, *frame)
+        if self.channels_last and frames.ndim == 4:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        with frame_autocast(x.device.type, self.frame_autocast):
+            h = self.frame_encoder(frames)  # (B·T, k)
+        h = h.to(x.dtype)  # back from bf16 (ours or a caller's autocast): the rest runs in x's precision
+        with full_precision(x.device.type):
+            return self.enc_lstm(h.reshape(b, t, -1))  # (B, T, k)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, T, k) -> (B, T, *frame)."""
+        return self._decode_stacked([z])[0]
+
+    def decode_pair(self, za: torch.Tensor, zb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(decode(za), decode(zb))``, in one pass over the stacked batch when ``fuse_decode`` is
+        set and the frame decoder supports it (ours do: BatchNorm statistics stay per batch, so the
+        values are those of two calls); otherwise two calls. (B, T, k) each.
+        """
+        if not self.fuse_decode or not getattr(self.frame_decoder, "supports_groups", False):
+            return self.decode(za), self.decode(zb)
+        xa, xb = self._decode_stacked([za, zb])
+        return xa, xb
+
+    def _decode_stacked(self, zs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Decode equal-shaped (B, T, k) latents with one LSTM and one frame-decoder call."""
+        g = len(zs)
+        z = zs[0] if g == 1 else torch.cat(zs)  # (g·B, T, k)
+        b, t, k = zs[0].shape
+        with full_precision(z.device.type):
+            h = self.dec_lstm(z).reshape(g * b * t, k)  # (g·B·T, k)
+        with frame_autocast(z.device.type, self.frame_autocast):
+            x = self.frame_decoder(h) if g == 1 else self.frame_decoder(h, groups=g)  # (g·B·T, *frame)
+        x = x.to(z.dtype).reshape(g, b, t, *x.shape[1:])
+        return list(x.unbind(0))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        ridge: float = 0.0,
+        rcond: float = 1e-10,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> ModelOutput:
+        """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`)."""
+        z = self.encode(x)  # (B, T, k)
+        with full_precision(x.device.type):  # Eq. 2 in float64 even inside a caller's autocast
+            C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
+            z_pred = predict_latents(z, C)  # (B, T, k)
+        x_rec, x_pred = self.decode_pair(self.dropout(z), z_pred)
+        return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred)
