@@ -1,6 +1,8 @@
-"""The layer rule of docs/ARCHITECTURE.md: imports point to the same or a lower layer, no cycles."""
+"""Architecture rules: the layer rule of docs/ARCHITECTURE.md (imports point to the same or a lower layer, no
+cycles) and small functions (none over 60 lines in the library)."""
 from __future__ import annotations
 
+import ast
 from collections import defaultdict
 from pathlib import Path
 
@@ -70,3 +72,47 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     edges = import_edges(tmp_path)
     assert ("skd.model.bad", "skd.training.loop", 2) in edges
     assert any(layer_of(b) > layer_of(a) for a, b, _ in edges)
+
+
+# --------------------------------------------------------------------------- small functions
+MAX_FUNCTION_LINES = 60
+LONG_FUNCTIONS_ALLOWED = {
+    "skd.data.audio.datasets.build_audio_data",  # being changed on the speech branch
+}
+
+
+def _long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """``module.qualname`` → lines (``end_lineno - lineno + 1``) of every function or method under
+    ``root/skd`` longer than ``limit``, nested functions included."""
+    found: dict[str, int] = {}
+
+    def visit(node: ast.AST, module: str, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = prefix
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}.{child.name}"
+                lines = child.end_lineno - child.lineno + 1
+                if not isinstance(child, ast.ClassDef) and lines > limit:
+                    found[f"{module}{name}"] = lines
+            visit(child, module, name)
+
+    for path in sorted((root / "skd").rglob("*.py")):
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        visit(ast.parse(path.read_text(), str(path)), module, "")
+    return found
+
+
+def test_no_function_over_60_lines_in_the_library() -> None:
+    long = {name: n for name, n in _long_functions(SRC).items() if name not in LONG_FUNCTIONS_ALLOWED}
+    assert not long, (f"functions over {MAX_FUNCTION_LINES} lines (split them: step, checkpoint, logging...):\n"
+                      + "\n".join(f"  {name}: {n} lines" for name, n in sorted(long.items())))
+
+
+def test_the_length_checker_sees_a_long_function(tmp_path: Path) -> None:
+    """The rule is not vacuous: a 61-line method and a 61-line nested function are reported, 60 lines are not."""
+    (tmp_path / "skd").mkdir()
+    body = "".join("    x = 1\n" for _ in range(59))
+    nested = "def outer():\n    def inner():\n" + "".join("        x = 1\n" for _ in range(60)) + "    return inner\n"
+    (tmp_path / "skd" / "m.py").write_text(
+        f"def ok():\n{body}\nclass K:\n    def long(self):\n" + "".join("        x = 1\n" for _ in range(60)) + nested)
+    assert _long_functions(tmp_path) == {"skd.m.K.long": 61, "skd.m.outer.inner": 61, "skd.m.outer": 63}

@@ -207,40 +207,9 @@ def train_judge(
     plan = resolve_plan("auto", "auto", False, device, "conv" if len(train.frame_shape) == 3 else "mlp")
     if plan.channels_last:
         judge.frame_encoder.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(judge.parameters(), lr=cfg.lr)
-    n = len(train)
-    bs = min(cfg.batch_size, n)
-    per_epoch = max(1, n // bs)
-    total = cfg.epochs * per_epoch if cfg.epochs else cfg.max_steps
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total)) if cfg.schedule == "cosine" else None
-    g = torch.Generator().manual_seed(cfg.seed)
+    bs, per_epoch, total = _judge_budget(cfg, len(train))
     t0 = time.time()
-    step = 0
-    bar = tqdm(total=total, disable=not progress, desc="judge", dynamic_ncols=True)
-    judge.train()
-    try:
-        while step < total:
-            order = torch.randperm(n, generator=g)
-            for b in range(per_epoch):
-                if step >= total:
-                    break
-                idx = order[b * bs : (b + 1) * bs]
-                with frame_autocast(device.type, plan.autocast):
-                    logits = judge(train.batch(idx, device))
-                loss = sum(F.cross_entropy(logits[f.name].float(), train.labels[f.name][idx].to(device)) for f in factors)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                step += 1
-                bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3g}")
-    finally:
-        bar.close()
+    step = _judge_loop(judge, train, factors, cfg, plan.autocast, device, bs, per_epoch, total, progress)
     seconds = time.time() - t0
     judge.frame_encoder.to(memory_format=torch.contiguous_format)
     eval_data = test if test is not None and len(test) else train
@@ -255,6 +224,57 @@ def train_judge(
     atomic_write_text(out_dir / "judge.json", json.dumps(report, indent=2) + "\n")
     judge.eval()
     return JudgeResult(judge, acc, step, seconds, ckpt, sha)
+
+
+def _judge_budget(cfg: JudgeConfig, n: int) -> tuple[int, int, int]:
+    """(batch size, batches per epoch, steps in all) of training the judge on ``n`` sequences."""
+    bs = min(cfg.batch_size, n)
+    per_epoch = max(1, n // bs)
+    total = cfg.epochs * per_epoch if cfg.epochs else cfg.max_steps
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    return bs, per_epoch, total
+
+
+def _judge_loop(judge: Judge, train: SequenceData, factors: tuple[Factor, ...], cfg: JudgeConfig,
+                autocast: torch.dtype | None, device: torch.device, bs: int, per_epoch: int, total: int,
+                progress: bool) -> int:
+    """``total`` Adam steps of summed cross-entropy over the factor heads, on batches of ``bs``
+    sequences in a fresh random order each epoch; returns the steps taken."""
+    opt = torch.optim.Adam(judge.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total)) if cfg.schedule == "cosine" else None
+    g = torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    bar = tqdm(total=total, disable=not progress, desc="judge", dynamic_ncols=True)
+    judge.train()
+    try:
+        while step < total:
+            order = torch.randperm(len(train), generator=g)
+            for b in range(per_epoch):
+                if step >= total:
+                    break
+                loss = _judge_step(judge, train, order[b * bs : (b + 1) * bs], factors, opt, autocast, device)
+                if sched is not None:
+                    sched.step()
+                step += 1
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3g}")
+    finally:
+        bar.close()
+    return step
+
+
+def _judge_step(judge: Judge, train: SequenceData, idx: torch.Tensor, factors: tuple[Factor, ...],
+                opt: torch.optim.Adam, autocast: torch.dtype | None, device: torch.device) -> torch.Tensor:
+    """One Adam step on the sequences ``idx`` (B,); the loss (summed over factors, before the step)."""
+    with frame_autocast(device.type, autocast):
+        logits = judge(train.batch(idx, device))
+    loss = sum(F.cross_entropy(logits[f.name].float(), train.labels[f.name][idx].to(device)) for f in factors)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
 
 
 def load_judge(path: str | Path, device: str | torch.device = "cpu") -> tuple[Judge, str]:

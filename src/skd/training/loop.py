@@ -22,6 +22,12 @@ every rank takes its contiguous slice of the same global batch, C is fitted on t
 equations, BatchNorm uses global statistics (``train.sync_bn``), DDP averages the gradients, and
 only rank 0 writes files, logs and shows progress. One process runs exactly the code path of a
 single-process run.
+
+Parts: :func:`_train` sets the run up (:func:`_starting_point`, :func:`_build`, :func:`_begin`)
+and runs :func:`_run`, whose every iteration is :func:`_next_batch`, then :func:`_train_step`
+(forward, losses, backward, finite checks, Adam). :class:`_Checkpointer` writes and restores
+checkpoints, :class:`skd.training.runlog.RunLog` writes metrics.jsonl and the progress bar, and
+:class:`skd.training.context.RunContext` knows the ranks and the device and runs the collectives.
 """
 from __future__ import annotations
 
@@ -33,23 +39,23 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from . import distributed as D
-from ..files.checkpoint import DiskFullError, atomic_write_text, is_disk_full, load_checkpoint, load_state_checked, save_checkpoint
-from ..config import Config, about, resolve_model_config
+from ..files.checkpoint import atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
+from ..config import Config, TrainConfig, about, resolve_model_config
 from ..data.base import SequenceData
 from ..files.limits import check_allocation, format_bytes, module_bytes
 from ..model.losses import compute_losses
 from ..model import KoopmanAE
-from ..model.precision import apply_plan, reset_plan, resolve_plan
+from ..model.precision import ExecutionPlan, apply_plan, reset_plan, resolve_plan
+from .context import Reduce, RunContext, resolve_device  # resolve_device: part of this module's API
 from .resume import CKPT_KIND, checkpoint_config, resume_point, truncate_metrics
+from .runlog import RunLog
 from ..files.runfolder import claim_run_dir
 
 log = logging.getLogger(__name__)
@@ -74,25 +80,6 @@ class TrainResult:
     stopped: str  # why training ended: epochs | max_steps | minutes
     seconds: float
     last: dict[str, float]  # mean loss parts over the last logging window
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → cuda if available, else mps, else cpu; anything else is checked and returned."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"device={name!r} is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"train.device={name!r} but MPS is not available")
-    return dev
 
 
 def grads_finite(model: torch.nn.Module) -> bool:
@@ -162,50 +149,130 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, precisi
     return model, cfg
 
 
-def _state(model, opt, step, epoch, pos, bad_total, elapsed) -> dict[str, Any]:
+# ----------------------------------------------------------------------------- the run's state
+@dataclass
+class _Position:
+    """Where a run stands: optimizer steps taken, epoch, next batch within the epoch, skipped steps."""
+
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0  # batch_in_epoch in the checkpoint
+    bad_total: int = 0  # non-finite steps skipped in total
+
+
+@dataclass
+class _Clock:
+    """Training seconds: ``before`` this attempt (from the checkpoint) plus this attempt's."""
+
+    before: float = 0.0
+    t0: float = field(default_factory=time.time)
+
+    def attempt(self) -> float:
+        """Seconds of this attempt (what ``train.minutes`` limits)."""
+        return time.time() - self.t0
+
+    def elapsed(self) -> float:
+        """Seconds of the whole run, all attempts together."""
+        return self.before + time.time() - self.t0
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What an optimizer step works on: the model (owner of the parameters), ``net`` (what is
+    called: the model, or DDP around it), Adam, and the ``reduce`` hook of the Koopman fit."""
+
+    model: KoopmanAE
+    net: torch.nn.Module
+    opt: torch.optim.Adam
+    reduce: Reduce | None
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """How the data is walked: global batch size, full batches per epoch, steps in all (0: no step limit)."""
+
+    batch: int
+    per_epoch: int
+    total_steps: int
+
+
+# ----------------------------------------------------------------------------- checkpointing and resume
+def _state(fit: _Fit, at: _Position, elapsed: float) -> dict[str, Any]:
     return {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "step": step,
-        "epoch": epoch,
-        "batch_in_epoch": pos,
-        "bad_total": bad_total,
+        "model": fit.model.state_dict(),
+        "optimizer": fit.opt.state_dict(),
+        "step": at.step,
+        "epoch": at.epoch,
+        "batch_in_epoch": at.pos,
+        "bad_total": at.bad_total,
         "elapsed": elapsed,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
-def _rank_seed(seed: int, rank: int) -> int:
-    """Seed of rank ``rank``'s own RNG stream (dropout) in a multi-process run."""
-    return seed * 1_000_003 + 7919 * (rank + 1)
+class _Checkpointer:
+    """``RUN/checkpoint.pt``: written (with a kept copy every ``train.keep_every`` steps) and restored.
+
+    Only the main process writes; all processes take part (the RNG states of every rank are
+    gathered) and wait until the file is in place.
+    """
+
+    def __init__(self, run_dir: Path, cfg: Config, ctx: RunContext) -> None:
+        self.run_dir, self.cfg, self.ctx = run_dir, cfg, ctx
+        self.path = run_dir / "checkpoint.pt"
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
+
+    def last_good(self) -> str:
+        return _describe_saved(self.saved_step)
+
+    def save(self, fit: _Fit, at: _Position, clock: _Clock) -> None:
+        """Write the checkpoint of ``at``; a non-finite model is refused (the last good one is kept)."""
+        if not params_finite(fit.model):  # never replace the last good checkpoint with a broken model
+            raise TrainingError(f"parameters are not finite at step {at.step}; not written, the last good checkpoint "
+                                f"({self.last_good()}) is kept")
+        rng = self.ctx.gather_rng()
+        if self.ctx.is_main:
+            state = _state(fit, at, clock.elapsed())
+            save_checkpoint(self.path, kind=CKPT_KIND, config=self.cfg.to_dict(), state={**state, **rng})
+            self._keep(at.step)
+        self.ctx.barrier()  # nobody moves on before the checkpoint is in place
+        self.saved_step = at.step
+
+    def _keep(self, step: int) -> None:
+        """Copy the checkpoint to ``RUN/checkpoints/step_NNNNNNNN.pt`` every ``keep_every`` steps."""
+        keep_every = self.cfg.train.keep_every
+        if keep_every and step and step % keep_every == 0:  # history for time-to-quality curves
+            keep_dir = self.run_dir / "checkpoints"
+            keep_dir.mkdir(exist_ok=True)
+            tmp = keep_dir / f".step_{step:08d}.pt.tmp"
+            shutil.copyfile(self.path, tmp)
+            os.replace(tmp, keep_dir / f"step_{step:08d}.pt")
+
+    def restore(self, ckpt: dict[str, Any], model: KoopmanAE, opt: torch.optim.Adam) -> tuple[_Position, float]:
+        """Load ``ckpt`` into model, optimizer and RNG; (its position, its training seconds).
+        Metric lines written after it are dropped."""
+        load_state_checked(model, ckpt.get("model"), self.path)
+        opt.load_state_dict(ckpt["optimizer"])
+        at = _Position(int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"]), int(ckpt["bad_total"]))
+        elapsed = float(ckpt["elapsed"])
+        self._restore_rng(ckpt, at.step)
+        if self.ctx.is_main:
+            truncate_metrics(self.run_dir / "metrics.jsonl", at.step)
+        self.saved_step = at.step
+        return at, elapsed
+
+    def _restore_rng(self, ckpt: dict[str, Any], step: int) -> None:
+        saved, now = int(ckpt.get("world_size", 1)), self.ctx.world.world_size
+        if saved == now:
+            self.ctx.restore_rng(ckpt)
+            return
+        self.ctx.say(log, logging.WARNING, "checkpoint written by %d process(es), resumed with %d: same batches, but "
+                     "dropout masks differ from an uninterrupted run", saved, now)
+        self.ctx.reseed(self.cfg.train.seed, step)
 
 
-def _gather_rng(world: D.WorldInfo, device: torch.device) -> dict[str, Any]:
-    """Every rank's RNG states, for an exact multi-process resume (a collective: all ranks call it)."""
-    state: dict[str, Any] = {"world_size": world.world_size, "rng_cpu_ranks": D.gather_across(torch.get_rng_state(), device)}
-    if device.type == "cuda":
-        state["rng_cuda_ranks"] = D.gather_across(torch.cuda.get_rng_state(device), device)
-    return state
-
-
-def _restore_rng(ckpt: dict[str, Any], world: D.WorldInfo, device: torch.device, seed: int, step: int) -> None:
-    saved = int(ckpt.get("world_size", 1))
-    if saved != world.world_size:
-        if world.is_main:
-            log.warning("checkpoint written by %d process(es), resumed with %d: same batches, but dropout masks "
-                        "differ from an uninterrupted run", saved, world.world_size)
-        torch.manual_seed(_rank_seed(seed, world.rank) + step)
-    elif saved == 1:
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and ckpt["rng_cuda"]:
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-    else:
-        torch.set_rng_state(ckpt["rng_cpu_ranks"][world.rank].clone())
-        if device.type == "cuda" and "rng_cuda_ranks" in ckpt:
-            torch.cuda.set_rng_state(ckpt["rng_cuda_ranks"][world.rank].clone(), device)
-
-
+# ----------------------------------------------------------------------------- train()
 def train(
     cfg: Config,
     run_dir: str | Path,
@@ -234,7 +301,52 @@ def train(
 
 def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *, resume: bool, progress: bool,
            command: str | None) -> TrainResult:
-    ckpt_path = run_dir / "checkpoint.pt"
+    cfg, ckpt = _starting_point(cfg, run_dir, data, world, resume)
+    tc = cfg.train
+    bs = _global_batch(tc.batch_size, len(data), world)
+    ctx = RunContext.create(world, tc.device)
+    model, plan, opt = _build(cfg, ctx)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saver = _Checkpointer(run_dir, cfg, ctx)
+    if ckpt is not None:
+        at, before = saver.restore(ckpt, model, opt)
+    else:
+        at, before = _Position(), 0.0
+        _begin(cfg, data, run_dir, ctx, resume)
+    if command and ctx.is_main:
+        with open(run_dir / "command.txt", "a") as f:
+            f.write(command + "\n")
+    nb = batches_per_epoch(len(data), bs)
+    sched = _Schedule(bs, nb, _step_budget(tc, nb))
+    net, reduce = ctx.wrap(model, tc.sync_bn)  # DDP and the global Koopman fit in a process group
+    fit = _Fit(model, net, opt, reduce)
+    clock = _Clock(before)
+    runlog = RunLog(run_dir / "metrics.jsonl", total=sched.total_steps, initial=at.step, show=progress and ctx.is_main,
+                    write=ctx.is_main)
+    try:
+        if ckpt is None:
+            saver.save(fit, at, clock)  # step 0: a run that dies before its first periodic checkpoint can be resumed
+        stopped = _run(fit, data, cfg, ctx, sched, at, clock, saver, runlog)
+        if runlog.window:
+            runlog.close_window()
+        saver.save(fit, at, clock)
+    finally:
+        runlog.close()
+    seconds = clock.elapsed()
+    result = _summary(at, stopped, seconds, ctx.device, plan, runlog.last)
+    if ctx.is_main:
+        atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+    ctx.barrier()
+    ctx.revert_bn(model, tc.sync_bn)
+    reset_plan(model)
+    model.eval()
+    return TrainResult(model, cfg, run_dir, at.step, at.epoch, at.bad_total, stopped, seconds, runlog.last)
+
+
+# ----------------------------------------------------------------------------- setting up
+def _starting_point(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, resume: bool
+                    ) -> tuple[Config, dict[str, Any] | None]:
+    """The run's config and the checkpoint it continues from (None: from step 0), checked against ``data``."""
     if resume:
         cfg, ckpt = resume_point(cfg, run_dir, world)
     else:
@@ -246,183 +358,147 @@ def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *
     model_frame = KoopmanAE(cfg.model).frame_shape
     if tuple(data.frame_shape) != tuple(model_frame):
         raise ValueError(f"data frames {data.frame_shape} do not match the run's model frames {model_frame}")
-    tc = cfg.train
-    n = len(data)
-    bs = min(tc.batch_size, n)
+    return cfg, ckpt
+
+
+def _global_batch(batch_size: int, n: int, world: D.WorldInfo) -> int:
+    """The global batch: ``train.batch_size`` capped at the ``n`` sequences, split evenly over the processes."""
+    bs = min(batch_size, n)
     if bs % world.world_size:
         raise ValueError(f"train.batch_size={bs} (the global batch) must be divisible by the {world.world_size} processes")
-    device = D.process_device(tc.device, world) if world.distributed else resolve_device(tc.device)
+    return bs
+
+
+def _build(cfg: Config, ctx: RunContext) -> tuple[KoopmanAE, ExecutionPlan, torch.optim.Adam]:
+    """The seeded model on the run's device with its execution plan, and its optimizer."""
+    tc = cfg.train
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
-    model = build_model(cfg).to(device)
-    plan = resolve_plan(tc.precision, tc.memory_format, tc.compile, device, cfg.model.kind)
+    model = build_model(cfg).to(ctx.device)
+    plan = resolve_plan(tc.precision, tc.memory_format, tc.compile, ctx.device, cfg.model.kind)
     apply_plan(model, plan)
-    if world.is_main:
-        log.info("device %s, %s", device, plan.describe())
-    if world.distributed and tc.sync_bn:
-        D.convert_sync_batchnorm(model)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    step = epoch = pos = bad_total = 0
-    elapsed0 = 0.0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt is not None:
-        load_state_checked(model, ckpt.get("model"), ckpt_path)
-        opt.load_state_dict(ckpt["optimizer"])
-        step, epoch, pos = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
-        bad_total, elapsed0 = int(ckpt["bad_total"]), float(ckpt["elapsed"])
-        _restore_rng(ckpt, world, device, tc.seed, step)
-        if world.is_main:
-            truncate_metrics(run_dir / "metrics.jsonl", step)
-    else:
-        if world.is_main and resume:  # from step 0: the metrics of the lost attempt go
-            truncate_metrics(run_dir / "metrics.jsonl", 0)
-        if world.distributed:
-            torch.manual_seed(_rank_seed(tc.seed, world.rank))  # each rank its own dropout masks
-            D.barrier(device)  # every rank has checked the folder before rank 0 writes into it
-        if world.is_main:
-            atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
-            meta = {"name": data.name, "n": len(data), "shape": list(data.x.shape), "dtype": str(data.x.dtype),
-                    "factors": [dataclasses.asdict(f) for f in data.factors]}
-            atomic_write_text(run_dir / "data.json", json.dumps(meta, indent=2) + "\n")
-    if command and world.is_main:
-        with open(run_dir / "command.txt", "a") as f:
-            f.write(command + "\n")
+    ctx.say(log, logging.INFO, "device %s, %s", ctx.device, plan.describe())
+    ctx.convert_bn(model, tc.sync_bn)
+    return model, plan, torch.optim.Adam(model.parameters(), lr=tc.lr)
 
-    nb = batches_per_epoch(n, bs)
-    total_steps = tc.epochs * nb if tc.epochs else 0
+
+def _begin(cfg: Config, data: SequenceData, run_dir: Path, ctx: RunContext, resume: bool) -> None:
+    """Start a run at step 0: each rank's RNG stream, then ``config.json`` and ``data.json``."""
+    if ctx.is_main and resume:  # from step 0: the metrics of the lost attempt go
+        truncate_metrics(run_dir / "metrics.jsonl", 0)
+    ctx.seed_own_stream(cfg.train.seed)  # each rank its own dropout masks
+    ctx.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if ctx.is_main:
+        atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+        meta = {"name": data.name, "n": len(data), "shape": list(data.x.shape), "dtype": str(data.x.dtype),
+                "factors": [dataclasses.asdict(f) for f in data.factors]}
+        atomic_write_text(run_dir / "data.json", json.dumps(meta, indent=2) + "\n")
+
+
+def _step_budget(tc: TrainConfig, per_epoch: int) -> int:
+    """Optimizer steps in all from ``train.epochs`` and ``train.max_steps`` (0: only ``train.minutes`` limits)."""
+    total_steps = tc.epochs * per_epoch if tc.epochs else 0
     if tc.max_steps:
         total_steps = min(total_steps, tc.max_steps) if total_steps else tc.max_steps
     if not total_steps and not tc.minutes:
         raise ValueError("training has no budget: set train.epochs, train.max_steps or train.minutes")
+    return total_steps
 
-    saved_step = step if ckpt is not None else None
 
-    def save() -> None:
-        nonlocal saved_step
-        if not params_finite(model):  # never replace the last good checkpoint with a broken model
-            raise TrainingError(f"parameters are not finite at step {step}; not written, the last good checkpoint "
-                                f"({_describe_saved(saved_step)}) is kept")
-        rng = _gather_rng(world, device) if world.distributed else {}
-        if world.is_main:
-            state = _state(model, opt, step, epoch, pos, bad_total, elapsed0 + time.time() - t0)
-            save_checkpoint(ckpt_path, kind=CKPT_KIND, config=cfg.to_dict(), state={**state, **rng})
-            if tc.keep_every and step and step % tc.keep_every == 0:  # history for time-to-quality curves
-                keep_dir = run_dir / "checkpoints"
-                keep_dir.mkdir(exist_ok=True)
-                tmp = keep_dir / f".step_{step:08d}.pt.tmp"
-                shutil.copyfile(ckpt_path, tmp)
-                os.replace(tmp, keep_dir / f"step_{step:08d}.pt")
-        D.barrier(device)  # nobody moves on before the checkpoint is in place
-        saved_step = step
+# ----------------------------------------------------------------------------- the loop
+def _run(fit: _Fit, data: SequenceData, cfg: Config, ctx: RunContext, sched: _Schedule, at: _Position,
+         clock: _Clock, saver: _Checkpointer, runlog: RunLog) -> str:
+    """Train from ``at`` until the budget is spent; why it stopped: epochs | max_steps | minutes."""
+    tc = cfg.train
+    bad_run = 0  # non-finite steps in a row
+    fit.model.train()
+    while (stopped := _stop_reason(tc, sched.total_steps, at.step, clock, ctx)) is None:
+        x = _next_batch(data, at, sched, tc.seed, ctx)  # (B/W, T, *frame)
+        values = _train_step(fit, x, cfg, at.step, ctx, saver)
+        at.pos += 1
+        at.step += 1
+        if values is None:
+            bad_run += 1
+            _skip(fit.opt, at, bad_run, tc.max_bad_steps, ctx)
+        else:
+            bad_run = 0
+            runlog.add(values)
+        runlog.bar.update(1)
+        if at.step % tc.log_every == 0 and runlog.window:
+            last = runlog.close_window()
+            runlog.write({"step": at.step, "epoch": at.epoch, "time": round(clock.elapsed(), 3), **last,
+                          "lr": fit.opt.param_groups[0]["lr"], "bad_steps": at.bad_total})
+        if at.step % tc.checkpoint_every == 0:
+            saver.save(fit, at, clock)
+    return stopped
 
-    net: torch.nn.Module = model
-    reduce = None
-    if world.distributed:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      **D.ddp_buffer_sync(not tc.sync_bn))
-        reduce = D.sum_across  # C from the global normal equations
 
-    t0 = time.time()
-    bad_run = 0
-    window: dict[str, list[float]] = {}
-    last: dict[str, float] = {}
-    stopped = "epochs"
-    bar = tqdm(total=total_steps or None, initial=step, disable=not progress or not world.is_main, desc="train",
-               dynamic_ncols=True)
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics_file = open(metrics_path, "a") if world.is_main else None
-    try:
-        if ckpt is None:
-            save()  # step 0: a run that dies before its first periodic checkpoint can be resumed
-        model.train()
-        while True:
-            if total_steps and step >= total_steps:
-                stopped = "max_steps" if tc.max_steps and step >= tc.max_steps else "epochs"
-                break
-            if tc.minutes and D.any_across(time.time() - t0 >= tc.minutes * 60, device):
-                stopped = "minutes"
-                break
-            if pos >= nb:
-                epoch, pos = epoch + 1, 0
-            order = epoch_order(n, tc.seed, epoch)
-            idx = order[pos * bs : (pos + 1) * bs]
-            if world.distributed:
-                idx = D.shard(idx, world.rank, world.world_size)  # this rank's slice of the global batch
-            x = data.batch(idx, device)
-            out = net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=reduce)
-            total, parts = compute_losses(x, out, cfg.loss)
-            if world.distributed:  # global means; every rank agrees whether to step
-                ok, values = D.mean_across({"loss": total, **parts})
-            else:
-                ok, values = bool(torch.isfinite(total)), None
-            if ok:
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                ok = grads_finite(model)
-                if ok:
-                    for group in opt.param_groups:
-                        group["lr"] = lr_at(step, tc.lr, tc.lr_milestones, tc.lr_gamma)
-                    opt.step()
-                    if not params_finite(model):  # a finite gradient can still overflow the update
-                        raise TrainingError(
-                            f"parameters became non-finite in the optimizer step at step {step + 1} (learning rate "
-                            f"{opt.param_groups[0]['lr']:g}); try a lower train.lr (last good checkpoint kept: "
-                            f"{_describe_saved(saved_step)})")
-            pos += 1
-            step += 1
-            if not ok:
-                bad_run += 1
-                bad_total += 1
-                opt.zero_grad(set_to_none=True)
-                if world.is_main:
-                    log.warning("non-finite loss or gradient at step %d (skipped, %d in a row)", step, bad_run)
-                if bad_run >= tc.max_bad_steps:
-                    raise TrainingError(
-                        f"stopped after {bad_run} consecutive non-finite losses at step {step}; "
-                        "try a lower train.lr or loss.ridge > 0 (last good checkpoint kept)"
-                    )
-            else:
-                bad_run = 0
-                if values is None:
-                    flat = torch.stack([total.detach(), *(v.detach().to(total.dtype) for v in parts.values())]).tolist()
-                    values = dict(zip(["loss", *parts], flat))  # one device synchronisation
-                for key, val in values.items():
-                    window.setdefault(key, []).append(val)
-            bar.update(1)
-            if step % tc.log_every == 0 and window:
-                last = {key: sum(v) / len(v) for key, v in window.items()}
-                rec = {"step": step, "epoch": epoch, "time": round(elapsed0 + time.time() - t0, 3), **last,
-                       "lr": opt.param_groups[0]["lr"], "bad_steps": bad_total}
-                if metrics_file is not None:
-                    try:
-                        metrics_file.write(json.dumps(rec) + "\n")
-                        metrics_file.flush()
-                    except OSError as err:
-                        if not is_disk_full(err):
-                            raise
-                        raise DiskFullError(f"cannot append to {metrics_path}: no space left on the device "
-                                            "(the last checkpoint is kept; free space, then resume)") from err
-                bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("loss", "rec", "pred_latent", "pred_ambient", "eig")})
-                window = {}
-            if step % tc.checkpoint_every == 0:
-                save()
-        if window:
-            last = {key: sum(v) / len(v) for key, v in window.items()}
-        save()
-    finally:
-        bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
-    seconds = elapsed0 + time.time() - t0
-    result = {"step": step, "epoch": epoch, "bad_steps": bad_total, "stopped": stopped, "seconds": round(seconds, 2),
-              "device": str(device), "execution": plan.to_dict(),
-              "last": {k: (v if math.isfinite(v) else None) for k, v in last.items()}}
-    if world.is_main:
-        atomic_write_text(run_dir / "result.json", json.dumps(result, indent=2) + "\n")
-    D.barrier(device)
-    if world.distributed and tc.sync_bn:
-        D.revert_sync_batchnorm(model)
-    reset_plan(model)
-    model.eval()
-    return TrainResult(model, cfg, run_dir, step, epoch, bad_total, stopped, seconds, last)
+def _stop_reason(tc: TrainConfig, total_steps: int, step: int, clock: _Clock, ctx: RunContext) -> str | None:
+    """Why training stops before step ``step + 1`` (every rank agrees), or None to go on."""
+    if total_steps and step >= total_steps:
+        return "max_steps" if tc.max_steps and step >= tc.max_steps else "epochs"
+    if tc.minutes and ctx.any(clock.attempt() >= tc.minutes * 60):
+        return "minutes"
+    return None
+
+
+def _next_batch(data: SequenceData, at: _Position, sched: _Schedule, seed: int, ctx: RunContext) -> torch.Tensor:
+    """This rank's slice of the next global batch, (B/W, T, *frame) on the run's device; moves ``at``
+    to the next epoch when the current one is done."""
+    if at.pos >= sched.per_epoch:
+        at.epoch, at.pos = at.epoch + 1, 0
+    order = epoch_order(len(data), seed, at.epoch)
+    idx = ctx.shard(order[at.pos * sched.batch : (at.pos + 1) * sched.batch])  # this rank's slice of the global batch
+    return data.batch(idx, ctx.device)
+
+
+def _train_step(fit: _Fit, x: torch.Tensor, cfg: Config, step: int, ctx: RunContext, saver: _Checkpointer
+                ) -> dict[str, float] | None:
+    """Optimizer step ``step`` on batch ``x`` (B/W, T, *frame): forward, losses, backward, Adam.
+
+    Returns the loss and its parts (global means in a process group), or None when the step is
+    skipped because a loss or a gradient is not finite (on any rank: all ranks skip together).
+    """
+    out = fit.net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=fit.reduce)
+    total, parts = compute_losses(x, out, cfg.loss)
+    ok, values = ctx.agree(total, parts)
+    if not ok:
+        return None
+    fit.opt.zero_grad(set_to_none=True)
+    total.backward()
+    if not grads_finite(fit.model):
+        return None
+    tc = cfg.train
+    for group in fit.opt.param_groups:
+        group["lr"] = lr_at(step, tc.lr, tc.lr_milestones, tc.lr_gamma)
+    fit.opt.step()
+    if not params_finite(fit.model):  # a finite gradient can still overflow the update
+        raise TrainingError(
+            f"parameters became non-finite in the optimizer step at step {step + 1} (learning rate "
+            f"{fit.opt.param_groups[0]['lr']:g}); try a lower train.lr (last good checkpoint kept: "
+            f"{saver.last_good()})")
+    if values is None:
+        flat = torch.stack([total.detach(), *(v.detach().to(total.dtype) for v in parts.values())]).tolist()
+        values = dict(zip(["loss", *parts], flat))  # one device synchronisation
+    return values
+
+
+def _skip(opt: torch.optim.Adam, at: _Position, bad_run: int, max_bad_steps: int, ctx: RunContext) -> None:
+    """Count a skipped step (``bad_run`` in a row); too many in a row stop training."""
+    at.bad_total += 1
+    opt.zero_grad(set_to_none=True)
+    ctx.say(log, logging.WARNING, "non-finite loss or gradient at step %d (skipped, %d in a row)", at.step, bad_run)
+    if bad_run >= max_bad_steps:
+        raise TrainingError(
+            f"stopped after {bad_run} consecutive non-finite losses at step {at.step}; "
+            "try a lower train.lr or loss.ridge > 0 (last good checkpoint kept)"
+        )
+
+
+def _summary(at: _Position, stopped: str, seconds: float, device: torch.device, plan: ExecutionPlan,
+             last: dict[str, float]) -> dict[str, Any]:
+    """The content of ``RUN/result.json``."""
+    return {"step": at.step, "epoch": at.epoch, "bad_steps": at.bad_total, "stopped": stopped,
+            "seconds": round(seconds, 2), "device": str(device), "execution": plan.to_dict(),
+            "last": {k: (v if math.isfinite(v) else None) for k, v in last.items()}}
