@@ -277,6 +277,29 @@ def build_audio_data(
     if waves is None:
         waves = read_entries(entries, spec.sample_rate)
     waves = [(x if sr == spec.sample_rate else resample(x, sr, spec.sample_rate), spec.sample_rate) for x, sr in waves]
+    x, utt, offs = _chunk_waves(entries, waves, spec, seq_len, chunking, chunk_hop)  # x: (N, T, bins)
+    utt_t = torch.tensor(utt, dtype=torch.long)
+    splits = np.array([entries[u].split for u in utt])
+    factors, labels = _entry_labels(entries, utt)
+    train_idx = torch.from_numpy(np.flatnonzero(splits == "train"))
+    test_idx = torch.from_numpy(np.flatnonzero(splits == "test"))
+    if len(train_idx) == 0:
+        raise ValueError("no training files: every matched file is in the test split")
+    frames = x[train_idx].reshape(-1, x.shape[-1])
+    mean, std = frames.mean(0), frames.std(0).clamp_min(1e-3)  # (bins,)
+    full = AudioData(x=(x - mean) / std, labels=labels, factors=tuple(factors), name=name, spec=spec, mean=mean,
+                     std=std, utterance=utt_t, offsets=torch.tensor(offs, dtype=torch.long),
+                     paths=tuple(str(e.path) for e in entries), chunking=chunking)
+    train = full.subset(train_idx)
+    test = full.subset(test_idx) if len(test_idx) else None
+    log.info("%s: %d train / %d test chunks of %d frames x %d bins from %d files", name, len(train_idx),
+             len(test_idx), seq_len, x.shape[-1], len(entries))
+    return train, test
+
+
+def _chunk_waves(entries: Sequence[Entry], waves: Sequence[tuple[np.ndarray, int]], spec: SpectrogramSpec,
+                 seq_len: int, chunking: Chunking, chunk_hop: int) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Spectrogram chunks (N, T, bins) of every file, each chunk's file index and sample offset."""
     chunks, utt, offs, short = [], [], [], []
     n_win = spec.samples_for(seq_len)
     for i, (e, (x, sr)) in enumerate(zip(entries, waves)):
@@ -297,9 +320,11 @@ def build_audio_data(
         need = n_win / spec.sample_rate
         raise ValueError(f"{len(short)} clips are shorter than one chunk of {seq_len} frames ({need:.3f} s): "
                          f"{_short_list(short)}; lower data.seq_len or use data.chunking='fit'")
-    x = torch.cat(chunks)  # (N, T, bins)
-    utt_t = torch.tensor(utt, dtype=torch.long)
-    splits = np.array([entries[u].split for u in utt])
+    return torch.cat(chunks), utt, offs
+
+
+def _entry_labels(entries: Sequence[Entry], utt: list[int]) -> tuple[list[Factor], dict[str, torch.Tensor]]:
+    """Declared factors (values in natural order) and per-chunk label ids from the files' labels."""
     names = sorted({k for e in entries for k in e.labels})
     for e in entries:
         if set(e.labels) != set(names):
@@ -310,20 +335,7 @@ def build_audio_data(
         index = {v: j for j, v in enumerate(values)}
         factors.append(Factor(key, len(values), _factor_kind(key), tuple(values)))
         labels[key] = torch.tensor([index[entries[u].labels[key]] for u in utt], dtype=torch.long)
-    train_idx = torch.from_numpy(np.flatnonzero(splits == "train"))
-    test_idx = torch.from_numpy(np.flatnonzero(splits == "test"))
-    if len(train_idx) == 0:
-        raise ValueError("no training files: every matched file is in the test split")
-    frames = x[train_idx].reshape(-1, x.shape[-1])
-    mean, std = frames.mean(0), frames.std(0).clamp_min(1e-3)  # (bins,)
-    full = AudioData(x=(x - mean) / std, labels=labels, factors=tuple(factors), name=name, spec=spec, mean=mean,
-                     std=std, utterance=utt_t, offsets=torch.tensor(offs, dtype=torch.long),
-                     paths=tuple(str(e.path) for e in entries), chunking=chunking)
-    train = full.subset(train_idx)
-    test = full.subset(test_idx) if len(test_idx) else None
-    log.info("%s: %d train / %d test chunks of %d frames x %d bins from %d files", name, len(train_idx),
-             len(test_idx), seq_len, x.shape[-1], len(entries))
-    return train, test
+    return factors, labels
 
 
 def _natural_key(v: str) -> tuple:
