@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from ..config import LossConfig
 from ..data.base import SequenceData
@@ -197,14 +198,23 @@ def build_scorecard(model: KoopmanAE, loss: LossConfig, judges: Sequence[Judge],
     for kind, groups in (("label-free", fs.free), ("supervised", fs.supervised)):
         if groups is None:
             continue
+        if kind == "supervised" and _same_groups(groups, fs.free):  # same swaps: same numbers
+            multi[kind] = multi["label-free"]
+            continue
         multi[kind] = [evaluate_multifactor_judges(model, list(judges), test, groups, batch_size=spec.batch_size,
                                                    seed=spec.seed + r, progress=progress)
                        for r in range(spec.repeats)]
     recon = [r.sanity["judge_acc_on_reconstructions"] for r in two["reference"]]
     chance = {f.name: 1.0 / f.size for f in j0.factors}
     notes = {"refined_static_dims": basis.static_dims, "fit_sequences": n_fit,
+             "supervised_same_as_label_free": multi.get("supervised") is multi.get("label-free"),
              "label_free_groups": fs.free.names, "factors": fs}
     return Scorecard(spec, two, multi, recon, chance, static_heads, dynamic_heads, len(test), notes)
+
+
+def _same_groups(a, b) -> bool:
+    """Two groupings that put the same units under the same names swap exactly the same coordinates."""
+    return a.named_members() == b.named_members() and torch.equal(a.units.to_coords, b.units.to_coords)
 
 
 def _two_factor_rows(card: Scorecard, lens: str) -> list[Row]:
@@ -304,6 +314,9 @@ def scorecard_markdown(card: Scorecard, rows: list[Row], *, title: str = "Scorec
               f"dimensions). Multifactor: groups fitted on the same training sequences "
               f"({sp.affinity} affinity); MSD chance floor "
               f"{msd_chance([round(1 / card.chance[h]) for h in card.static_heads]):.3f}."]
+    if card.notes.get("supervised_same_as_label_free"):
+        lines.append("The supervised groups put the same units under the same names as the label-free groups, "
+                     "so their rows are the same swaps.")
     if judges > 1:
         lines.append(f"Two judges read the same frames; the largest difference between them on an accuracy row "
                      f"is {100 * spread:.2f} points.")
