@@ -22,3 +22,21 @@ def tiny_config(**train) -> Config:
         train=TrainConfig(**tc),
         data=DataConfig(name="shapes", n_train=48, n_test=16, image_size=32),
     )
+
+
+JUDGE_TINY = ["judge.width=4", "judge.feature=8", "judge.lstm_hidden=8", "judge.head_hidden=8", "judge.batch_size=8",
+              "judge.epochs=0", "judge.max_steps=4"]
+
+
+def tiny_world(root):
+    """A 3-step run and a 4-step judge on tiny shapes data in ``root``: (run, judge result, train, test)."""
+    from skd.data import load_dataset
+    from skd.evaluation.judge import judge_setup, train_judge
+    from skd.training.loop import train
+
+    cfg = tiny_config(max_steps=3)
+    tr, te = load_dataset(cfg.data)
+    run = train(cfg, root / "run", tr, progress=False)
+    setup = judge_setup(JUDGE_TINY, {"data": {"name": "shapes", "n_train": 48, "n_test": 16}})
+    jr = train_judge(setup, tr, te, root / "judge", progress=False)
+    return run, jr, tr, te

@@ -10,23 +10,15 @@ import torch
 from skd.cli.main import main
 from skd.data import load_dataset
 from skd.evaluation.two_factor import _batches, evaluate_two_factor, markdown_table
-from skd.evaluation.judge import check_judge_matches, judge_setup, load_judge, train_judge
-from skd.training.loop import train
+from skd.evaluation.judge import check_judge_matches, load_judge
 
-from conftest import tiny_config
-
-JUDGE_TINY = ["judge.width=4", "judge.feature=8", "judge.lstm_hidden=8", "judge.head_hidden=8", "judge.batch_size=8",
-              "judge.epochs=0", "judge.max_steps=4"]
+from conftest import JUDGE_TINY, tiny_config, tiny_world
 
 
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
+@pytest.fixture(scope="module", name="tiny_world")
+def _tiny_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    cfg = tiny_config(max_steps=3)
-    tr, te = load_dataset(cfg.data)
-    run = train(cfg, root / "run", tr, progress=False)
-    setup = judge_setup(JUDGE_TINY, {"data": {"name": "shapes", "n_train": 48, "n_test": 16}})
-    jr = train_judge(setup, tr, te, root / "judge", progress=False)
+    run, jr, _, te = tiny_world(root)
     return root, run, jr, te
 
 

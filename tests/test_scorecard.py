@@ -10,29 +10,20 @@ from hypothesis import strategies as st
 
 from skd.files.checkpoint import load_checkpoint, save_checkpoint
 from skd.cli.main import main
-from skd.data import load_dataset
 from skd.data.base import Factor
 from skd.evaluation.two_factor import TwoFactorSpec, evaluate_judges, evaluate_two_factor
 from skd.evaluation.judge import Judge, JudgeConfig, judge_setup, load_judge, train_judge
 from skd.evaluation.scorecard import ScorecardSpec, Target, build_scorecard, msd_chance, msd_score, scorecard_rows
-from skd.training.loop import train
 
-from conftest import tiny_config
+from conftest import JUDGE_TINY, tiny_world
 
-JUDGE_TINY = ["judge.width=4", "judge.feature=8", "judge.head_hidden=8", "judge.batch_size=8",
-              "judge.epochs=0", "judge.max_steps=4"]
 SIZES = st.lists(st.integers(2, 12), min_size=1, max_size=6)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("scorecard")
-    cfg = tiny_config(max_steps=3)
-    tr, te = load_dataset(cfg.data)
-    run = train(cfg, root / "run", tr, progress=False)
-    setup = judge_setup(JUDGE_TINY, {"data": {"name": "shapes", "n_train": 48, "n_test": 16}})
-    jr = train_judge(setup, tr, te, root / "judge", progress=False)
-    return root, run, jr, tr, te
+    return (root, *tiny_world(root))
 
 
 # ----------------------------------------------------------------------------- MSD score
