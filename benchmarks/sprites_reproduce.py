@@ -12,13 +12,13 @@ Stages (each prints what it did and the command-line equivalent):
 3. ``skd train --config PRESET --set data.path=WORK/data --out WORK/run`` for --train-minutes
    (PRESET = ``--preset``: ``sprites``, the paper size, or ``fast``, half the conv width),
    then ``skd train --resume WORK/run`` on later invocations
-4. ``skd eval --run WORK/run --judge WORK/judge --data WORK/data --repeats 5 --static-split refined
+4. ``skd eval two-factor --run WORK/run --judge WORK/judge --data WORK/data --repeats 5 --static-split refined
    --fit-on train --fit-batch 2048 --out WORK/run/eval_refined.json`` (the project's headline
    protocol: one C and refined static split fitted on training sequences), and the reference
    code's protocol (eigen split, C refitted per test batch of 256) on Protocol A into
    ``WORK/run/eval_eigen.json``
 5. ``skd factors --run WORK/run --split train --n-factors 4 --fit-batch 2048`` and
-   ``skd eval --multifactor --run WORK/run --judge WORK/judge --data WORK/data``
+   ``skd eval multifactor --run WORK/run --judge WORK/judge --data WORK/data``
    (``--skip-multifactor`` skips this stage)
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def main() -> None:
         stage("train SKD", ["train", "--config", args.preset, "--set", f"data.path={json.dumps(str(data))}",
                             "--set", f"train.minutes={args.train_minutes}", *sets, "--out", str(run)])
     if not args.skip_eval:
-        common = ["eval", "--run", str(run), "--judge", str(judge), "--data", str(data), "--repeats", str(args.repeats)]
+        common = ["eval", "two-factor", "--run", str(run), "--judge", str(judge), "--data", str(data), "--repeats", str(args.repeats)]
         stage("evaluate (refined split, C fitted on training sequences)",
               [*common, "--static-split", "refined", "--fit-on", "train", "--fit-batch", "2048",
                "--out", str(run / "eval_refined.json")])
@@ -80,7 +80,7 @@ def main() -> None:
     if not args.skip_multifactor:
         stage("factor groups", ["factors", "--run", str(run), "--data", str(data), "--split", "train", "--n-factors", "4",
                                 "--fit-batch", "2048"])
-        stage("multifactor metric", ["eval", "--multifactor", "--run", str(run), "--judge", str(judge),
+        stage("multifactor metric", ["eval", "multifactor", "--run", str(run), "--judge", str(judge),
                                      "--data", str(data)])
 
 

@@ -106,7 +106,7 @@ def main() -> None:
     ap.add_argument("--target-is", type=float, default=8.5)
     ap.add_argument("--stop-at-target", action="store_true")
     ap.add_argument("--static-split", choices=("eigen", "refined"), default="eigen",
-                    help="static split scored (skd eval --static-split); with 'refined' the eigen split is logged too")
+                    help="static split scored (skd eval two-factor --static-split); with 'refined' the eigen split is logged too")
     ap.add_argument("--eval-threads", type=int, default=0, help="threads while evaluating (0 = as training)")
     ap.add_argument("--out", required=True, help="run folder (resumed if it exists)")
     ap.add_argument("--score-kept", metavar="DIR", help="score the checkpoint files in DIR instead of training")
