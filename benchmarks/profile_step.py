@@ -129,6 +129,28 @@ def _inside_step(ev) -> bool:
     return False
 
 
+def coarse(cat: str) -> str:
+    """The group of a category in the second, short table."""
+    bwd = " backward" if cat.endswith(" backward") else " forward"
+    if cat.startswith(CAST_CAT):
+        return CAST_CAT + " (forward + backward)"
+    if cat.startswith(LAYOUT_CAT):
+        return LAYOUT_CAT + " (forward + backward)"
+    if cat in (OTHER, OTHER_BWD):
+        return "other (Python glue, views, dropout, loss sum; forward + backward)"
+    if " conv" in cat or " deconv" in cat or " linear" in cat:
+        return "convolutions" + bwd
+    if "norm + activations" in cat:
+        return "BatchNorm + activations" + bwd
+    if "lstm" in cat:
+        return "LSTMs (forward + backward)"
+    if cat.startswith(("koopman fit", "spectral loss")):
+        return "Koopman fit + eigendecomposition (forward + backward)"
+    if cat.startswith("mse losses"):
+        return "MSE losses (forward + backward)"
+    return {"data": "data", "grad": "grad guard", "optimizer": "optimizer (Adam)"}.get(cat.split()[0], OTHER)
+
+
 def build(args: argparse.Namespace):
     """Model, optimizer, config and a batch iterator, as ``skd train`` builds them."""
     from skd.config import load_config, resolve_model_config
@@ -230,6 +252,14 @@ def main(argv: list[str] | None = None) -> None:
     for cat, us in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"| {cat} | {us / args.steps / 1e3:.1f} | {100 * us / args.steps / step_us:.1f} |")
     print(f"| **sum** | **{total_us / 1e3:.1f}** | **{100 * total_us / step_us:.1f}** |")
+    groups: dict[str, float] = defaultdict(float)
+    for cat, us in totals.items():
+        groups[coarse(cat)] += us
+    print()
+    print("| group | ms/step | % of step |")
+    print("|---|---|---|")
+    for cat, us in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"| {cat} | {us / args.steps / 1e3:.1f} | {100 * us / args.steps / step_us:.1f} |")
 
 
 if __name__ == "__main__":

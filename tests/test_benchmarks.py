@@ -30,8 +30,11 @@ def test_train_speed_rejects_an_unknown_configuration() -> None:
 
 
 def _table_rows(stdout: str) -> dict[str, tuple[float, float]]:
-    rows = {}
+    """The first table (per category) of profile_step.py's output."""
+    rows: dict[str, tuple[float, float]] = {}
     for line in stdout.splitlines():
+        if rows and not line.startswith("|"):
+            break
         cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0] not in ("category", "---"):
             rows[cells[0]] = (float(cells[1]), float(cells[2]))
