@@ -50,3 +50,43 @@ def test_espeak_corpus_builder_writes_a_loadable_seeded_corpus(tmp_path) -> None
     train, test = load_dataset(cfg)
     assert len(train) == 6 and len(test) == 6 and {f.name for f in train.factors} == {"speaker", "word"}
     assert len({m["pitch"] for m in manifests[0]["files"]}) > 1  # takes vary
+
+
+def _table_rows(stdout: str) -> dict[str, tuple[float, float]]:
+    """The first table (per category) of profile_step.py's output."""
+    rows: dict[str, tuple[float, float]] = {}
+    for line in stdout.splitlines():
+        if rows and not line.startswith("|"):
+            break
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("category", "---"):
+            rows[cells[0]] = (float(cells[1]), float(cells[2]))
+    return rows
+
+
+def test_profile_step_table_adds_up_and_writes_a_trace(tmp_path) -> None:
+    trace = tmp_path / "trace.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "--preset", "demo", "--set", "model.width=4",
+         "--batch", "4", "--steps", "1", "--warmup", "1", "--threads", "1", "--trace", str(trace)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _table_rows(proc.stdout)
+    total = rows.pop("sum")
+    assert abs(total[1] - 100.0) < 1.0 and abs(sum(pct for _, pct in rows.values()) - 100.0) < 1.0
+    for part in ("encoder conv1 3->8", "decoder deconv4 8->3 backward", "enc lstm", "koopman fit", "spectral loss",
+                 "optimizer", "data"):
+        assert part in rows, (part, sorted(rows))
+    assert json.loads(trace.read_text())["traceEvents"]
+
+
+def test_paired_step_compares_two_trees_on_the_same_losses(tmp_path) -> None:
+    src = str(ROOT / "src")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "paired_step.py"), "--before", src, "--after", src, "--preset", "demo",
+         "--set", "model.width=4", "--batch", "4", "--steps", "1", "--rounds", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| after |" in proc.stdout and "loss part over the 2 steps: 0.00e+00" in proc.stdout

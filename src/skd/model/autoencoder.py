@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from ..config import ModelConfig
 from ..koopman import fit_koopman, predict_latents
@@ -139,7 +140,8 @@ class KoopmanAE(nn.Module):
     ) -> ModelOutput:
         """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`)."""
         z = self.encode(x)  # (B, T, k)
-        with full_precision(x.device.type):  # Eq. 2 in float64 even inside a caller's autocast
+        # Eq. 2 in float64 even inside a caller's autocast; the scope names it in benchmarks/profile_step.py
+        with full_precision(x.device.type), record_function("koopman fit"):
             C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
             z_pred = predict_latents(z, C)  # (B, T, k)
         x_rec, x_pred = self.decode_pair(self.dropout(z), z_pred)
