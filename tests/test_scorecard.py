@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +20,7 @@ from skd.evaluation.scorecard import ScorecardSpec, Target, build_scorecard, msd
 
 from conftest import JUDGE_TINY, tiny_world
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZES = st.lists(st.integers(2, 12), min_size=1, max_size=6)
 
 
@@ -130,6 +134,14 @@ def test_scorecard_cli_writes_markdown_json_and_pictures(world, tmp_path, capsys
     rep = json.loads((out / "scorecard.json").read_text())
     assert rep["targets"] > 0 and 0 <= rep["targets_met"] <= rep["targets"] and len(rep["judge_sha256"]) == 1
     assert (out / "scorecard.png").stat().st_size > 0 and (out / "single_factor_swaps.png").stat().st_size > 0
+    # the README/model-card table is made from the JSON by a script
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scorecard_table.py"), str(out / "scorecard.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("|")]
+    assert lines[0].startswith("| lens | shape | color | size | background | motion |")
+    assert len({ln.count("|") for ln in lines}) == 1  # every row has every column
+    assert f"{rep['targets_met']} of {rep['targets']} targeted rows met" in proc.stdout
     capsys.readouterr()
     assert main(["scorecard", "--run", str(root / "run"), "--judge", str(root / "judge"), "--repeats", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
