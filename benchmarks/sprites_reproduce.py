@@ -1,14 +1,14 @@
 """Reproduce the Sprites table on this machine: data → judge → SKD training → Protocols A/B.
 
 Every stage is resumable and skipped when its output exists, so the script can be re-run (also
-across sessions) until the training budget is spent:
+after a reboot) until the training budget is spent:
 
-    python benchmarks/sprites_reproduce.py --sheets ../shared/data/lpc-sprites --work work/sprites \
+    python benchmarks/sprites_reproduce.py --sheets path/to/lpc-sprites --work work/sprites \
         --train-minutes 60
 
 Stages (each prints what it did and the command-line equivalent):
 1. ``skd data sprites --sheets SHEETS --out WORK/data --dtype uint8``
-2. ``skd judge train --data WORK/data --out WORK/judge`` (EVALUATION.md §1 recipe)
+2. ``skd judge train --data WORK/data --out WORK/judge`` (docs/EVALUATION.md §1 recipe)
 3. ``skd train --config PRESET --set data.path=WORK/data --out WORK/run`` for --train-minutes
    (PRESET = ``--preset``: ``sprites``, the paper size, or ``fast``, half the conv width),
    then ``skd train --resume WORK/run`` on later invocations
