@@ -62,7 +62,8 @@ def _judge_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
 
 
 def _probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-path", metavar="PATH", help="read the run's dataset from PATH instead of its data.path")
+    p.add_argument("--data", "--data-path", dest="data_path", metavar="PATH",
+                   help="where the run's dataset is now (replaces its data.path; default: the run's)")
     p.add_argument("--fit-batch", type=int, default=0,
                    help="random training sequences used to fit C (default: 0 = all of them)")
     p.add_argument("--coords", choices=("latent", "eigen"), default="latent",
