@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..files.checkpoint import atomic_write_text
 from ..config import AUDIO_DATA
-from ..data import load_dataset
+from ..data import data_config_from_spec, load_dataset
 from ..pipelines.basis import BasisSpec, fit_reference_basis
 from ..pipelines.pairs import parse_pairs, pick_pairs
 from ..render.swaps import write_swaps
@@ -32,7 +32,8 @@ C is refitted on --fit-batch random sequences of the chosen split (C depends on 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="RUN", help="trained run folder (holds checkpoint.pt)")
-    p.add_argument("--data", metavar="FILE", help=".npy/.npz sequences (default: the run's own dataset)")
+    p.add_argument("--data", metavar="SPEC", help="'shapes', a Sprites folder or .npy/.npz sequences; for a speech run, "
+                                                  "the folder of its corpus (default: the run's own dataset)")
     p.add_argument("--split", choices=["test", "train"], default="test", help="which split of the run's dataset (default: test)")
     p.add_argument("--pairs", metavar="I:J,...",
                    help="pairs of sequence (speech: utterance) indices; default: --n-pairs pairs that differ in all labels")
@@ -54,15 +55,18 @@ def run(args: argparse.Namespace) -> int:
     if args.fit_batch < 2:
         raise ValueError(f"--fit-batch={args.fit_batch} must be >= 2")
     model, cfg = load_run(args.run)
-    if args.data:
-        data_cfg = dataclasses.replace(cfg.data, name="arrays", path=args.data, labels="", test_path="")
-        data, _ = load_dataset(data_cfg)
+    audio = cfg.data.name in AUDIO_DATA
+    if not args.data:
+        data_cfg = cfg.data
+    elif audio:  # a speech run's own corpus, moved: --data is its folder
+        data_cfg = dataclasses.replace(cfg.data, path=args.data)
     else:
-        train, test = load_dataset(cfg.data)
-        data = test if args.split == "test" and test is not None else train
+        data_cfg = data_config_from_spec(args.data, cfg.data)
+    train, test = load_dataset(data_cfg)
+    data = test if args.split == "test" and test is not None else train
     model.check_input(data.batch([0]))
     out = Path(args.out) if args.out else Path(args.run) / "swaps"
-    if cfg.data.name in AUDIO_DATA and not args.data:
+    if audio:
         return _run_audio(args, model, cfg, data, out)
     pairs = parse_pairs(args.pairs, len(data)) if args.pairs else pick_pairs(data, args.n_pairs, seed=args.seed)
     if args.factors:
