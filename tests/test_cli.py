@@ -155,3 +155,15 @@ def test_demo_with_a_judge_scores_its_swaps_and_refuses_a_judge_of_other_data(tm
                  *TINY]) == 2
     assert "judge reads frames" in _one_error_line(capsys)
     assert not (tmp_path / "d2").exists()
+
+
+def test_swap_data_takes_the_same_spec_as_the_other_commands(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "-q", "--out", str(run), "--set", "train.max_steps=2", "--set", "train.epochs=0", *TINY]) == 0
+    assert main(["swap", "-q", "--run", str(run), "--data", "shapes", "--pairs", "0:1", "--fit-batch", "16",
+                 "--out", str(tmp_path / "a")]) == 0
+    x = np.random.default_rng(0).random((12, 8, 3, 32, 32), dtype=np.float32)
+    np.save(tmp_path / "mine.npy", x)
+    assert main(["swap", "-q", "--run", str(run), "--data", str(tmp_path / "mine.npy"), "--pairs", "0:11",
+                 "--fit-batch", "12", "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "swap.png").exists() and (tmp_path / "b" / "swap.png").exists()
