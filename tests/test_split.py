@@ -110,3 +110,16 @@ def test_motion_directions_form_their_own_factor_group() -> None:
     assert sup.members(sup.group_of(MOTION)) == res.motion
     with pytest.raises(ValueError, match=r"exceeds the 4 static directions \(2 more carry motion\)"):
         discover_groups(z, basis, n_groups=5, units=res.units, motion=res.motion)
+
+
+def test_thin_svd_falls_back_to_gesvd_when_gesdd_does_not_converge(monkeypatch) -> None:
+    from skd.pipelines import split
+
+    a = np.random.default_rng(0).normal(size=(40, 12))
+    left, sing = split.thin_svd(a)
+    def refuse(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+    monkeypatch.setattr(np.linalg, "svd", refuse)
+    left2, sing2 = split.thin_svd(a)
+    np.testing.assert_allclose(sing2, sing, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(left2.T @ left), np.eye(12), atol=1e-10)  # same vectors up to sign

@@ -45,6 +45,22 @@ class RefinedSplit:
     basis: KoopmanBasis
 
 
+def thin_svd(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left singular vectors (n, r) and singular values (r,) of a (n, d) matrix, r = min(n, d).
+
+    LAPACK's divide-and-conquer driver (gesdd, NumPy's) can fail to converge on finite,
+    well-scaled matrices (seen on the latents of a trained Sprites model); the QR-iteration
+    driver (gesvd) is slower but converges, so it is the fallback.
+    """
+    try:
+        left, sing, _ = np.linalg.svd(a, full_matrices=False)
+    except np.linalg.LinAlgError:
+        import scipy.linalg
+
+        left, sing, _ = scipy.linalg.svd(a, full_matrices=False, lapack_driver="gesvd")
+    return left, sing
+
+
 def motion_scores(z: torch.Tensor, units: StaticUnits, *, max_samples: int = 1000, seed: int = 0,
                   dyn_components: int = 8) -> np.ndarray:
     """Distance correlation between each unit's time-averaged feature and the dynamic part of
@@ -61,7 +77,7 @@ def motion_scores(z: torch.Tensor, units: StaticUnits, *, max_samples: int = 100
     static = zz @ units.projector(list(range(len(units.columns))))
     dyn = (zz - static).reshape(len(idx), -1).numpy()  # (n, T·k)
     dyn = dyn - dyn.mean(0)
-    left, sing, _ = np.linalg.svd(dyn, full_matrices=False)
+    left, sing = thin_svd(dyn)
     m = int(min(dyn_components, int((sing > 1e-10 * max(float(sing[0]), 1e-300)).sum())))
     feats = units.features(zz)
     if m == 0:  # no dynamics at all: nothing depends on them
