@@ -59,16 +59,16 @@ def run(args: argparse.Namespace) -> int:
                          n_factors=args.n_factors, affinity=args.affinity)
     run_path = Path(args.run)
     model, cfg = load_run(run_path, precision=args.precision)
+    judges, shas = [], []  # before the data: a wrong judge path costs nothing
+    for path in filter(None, (args.judge, args.judge2)):
+        judge, sha = load_judge(path)
+        judges.append(judge)
+        shas.append(sha)
     data_cfg = data_config_from_spec(args.data, cfg.data) if args.data else cfg.data
     train, test = load_dataset(data_cfg)
     if test is None:
         raise ValueError(f"{data_cfg.path or data_cfg.name} has no test split to score")
     model.check_input(test.batch([0]))
-    judges, shas = [], []
-    for path in filter(None, (args.judge, args.judge2)):
-        judge, sha = load_judge(path)
-        judges.append(judge)
-        shas.append(sha)
     card = build_scorecard(model, cfg.loss, judges, train, test, spec, progress=not getattr(args, "quiet", False))
     rows = scorecard_rows(card)
     out = Path(args.out) if args.out else (run_path.parent if run_path.is_file() else run_path) / "scorecard"
