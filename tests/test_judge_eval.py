@@ -74,7 +74,9 @@ def test_fixed_basis_matches_refit_on_the_same_batch(tiny_world) -> None:
     cfg = run.config
     only = (("A", "sample"), ("B", "swap"))
     refit = evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=2, batch_size=len(te), progress=False, only=only)
-    z = ops.encode(run.model, te.batch(torch.arange(len(te))))
+    from skd.model.fold import inference_copy  # the evaluation encodes with BatchNorm folded
+
+    z = ops.encode(inference_copy(run.model), te.batch(torch.arange(len(te))))
     same = ops.fit_basis(z, cfg.loss.static_size, cfg.loss.static_criterion, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
     fixed = evaluate_two_factor(run.model, cfg, jr.judge, te, repeats=2, batch_size=len(te), progress=False, only=only,
                                 basis=same, basis_note="the test split")

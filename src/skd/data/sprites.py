@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -144,8 +145,9 @@ class _Compositor:
         self.canvas = Image.new("RGBA", self.shoes.size, (0, 0, 0, 255))
         self._prefix: list[tuple[tuple[int, ...], Image.Image] | None] = [None] * len(LAYERS)
 
-    def cells(self, c: int) -> np.ndarray:
-        """(81, 64, 64, 3) uint8 RGB cells of character ``c``, row-major over the cropped grid."""
+    def cells(self, c: int, idx: np.ndarray) -> np.ndarray:
+        """uint8 RGB cells of character ``c`` at flat indices ``idx`` (any shape, row-major over the
+        cropped grid): (*idx.shape, 64, 64, 3); only the cells asked for are copied."""
         key = tuple(int(v) for v in character_attributes(c))
         img = self.canvas
         for depth in range(len(LAYERS)):  # same operations in the same order, partly cached
@@ -157,8 +159,8 @@ class _Compositor:
             self._prefix[depth] = (key[:depth + 1], img)
         img = Image.alpha_composite(img, self.shoes)
         rgb = np.asarray(img)[:, :, :3]  # (9 * 64, 9 * 64, 3)
-        grid = rgb.reshape(len(_USED_ROWS), CELL, _USED_COLS, CELL, 3).transpose(0, 2, 1, 3, 4)
-        return grid.reshape(-1, CELL, CELL, 3)
+        grid = rgb.reshape(len(_USED_ROWS), CELL, _USED_COLS, CELL, 3)  # a view: (row, y, col, x, rgb)
+        return grid[idx // _USED_COLS, :, idx % _USED_COLS]  # advanced indices first: (*idx, y, x, rgb)
 
 
 def _render_sequences(compositor: _Compositor, chars: np.ndarray, labels: np.ndarray,
@@ -170,7 +172,7 @@ def _render_sequences(compositor: _Compositor, chars: np.ndarray, labels: np.nda
     bounds = list(starts) + [len(chars)]
     for i, c in enumerate(tqdm(uniq, desc="sprites", unit="char", disable=not progress)):
         pos = order[bounds[i]:bounds[i + 1]]
-        out[pos] = compositor.cells(int(c))[_CLIP_CELLS[labels[pos]]]
+        out[pos] = compositor.cells(int(c), _CLIP_CELLS[labels[pos]])
     return out
 
 
@@ -264,8 +266,17 @@ def _write_split(folder: Path, split: str, x: np.ndarray, chars: np.ndarray, lab
     d = np.eye(len(ACTION_NAMES), dtype=np.float64)[labels]  # (N, 9)
     np.save(paths[2], np.ascontiguousarray(np.broadcast_to(d[:, None], (n, t, len(ACTION_NAMES)))))
     ints = {k: np.ascontiguousarray(attrs[:, i]) for i, k in enumerate(COMPACT_KEYS)}
-    np.savez_compressed(paths[3], x=x, **ints, action=labels)
+    _savez_fast(paths[3], x=x, **ints, action=labels)
     return paths
+
+
+def _savez_fast(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` at deflate level 3: the same .npz format (``np.load`` reads it), twice
+    as fast as numpy's default level 6 on Sprites frames, for a file about 1.4x larger."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=3) as zf:
+        for name, a in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
 
 
 def build_sprites(

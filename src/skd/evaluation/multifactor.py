@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import SequenceData
 from ..model import KoopmanAE
+from ..model.fold import inference_copy
 from ..pipelines import ops
 from ..pipelines.factors import FactorGroups, swap_groups
 from ..pipelines.factorset import FactorSet
@@ -41,6 +42,7 @@ def evaluate_multifactor_judges(model: KoopmanAE, judges: list[Judge], data: Seq
     named = [g for g in range(groups.n_groups) if groups.names and groups.names[g] in static_heads]
     if not named:
         raise ValueError("no factor group is named after a judge head; run `skd factors` on labelled data")
+    model, judges = inference_copy(model), [inference_copy(j, channels_last=True) for j in judges]  # BN folded
     g = torch.Generator().manual_seed(seed)
     n = len(data)
     donors = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n

@@ -29,6 +29,7 @@ from ..data.base import SequenceData
 from .judge import Judge, check_judge_matches, judge_probs
 from .metrics import confusion_matrix, judge_scores, top_confusions
 from ..model import KoopmanAE
+from ..model.fold import inference_copy
 
 PROTOCOLS = {"A": "dynamic", "B": "static"}  # protocol -> kept part (read by the judge)
 MANIPULATIONS = ("sample", "swap")
@@ -188,6 +189,7 @@ def evaluate_judges(model: KoopmanAE, loss: LossConfig, judges: Sequence[Judge],
         check_judge_matches(judge, data)
     if len(data) < 3:
         raise ValueError(f"evaluation needs at least 3 sequences, got {len(data)}")
+    model, judges = inference_copy(model), [inference_copy(j, channels_last=True) for j in judges]  # BN folded
     batches, extra = _encode_batches(model, loss, data, spec, judges)
     g = torch.Generator().manual_seed(spec.seed)
     pairs = spec.pairs()
