@@ -87,6 +87,7 @@ def reconstruction_accuracy(model: KoopmanAE, judge: Judge, data: SequenceData, 
     an unswapped one.
     """
     check_judge_matches(judge, data)
+    model, judge = inference_copy(model), inference_copy(judge, channels_last=True)  # as the swaps are read
     heads = [f.name for f in judge.factors]
     hits = dict.fromkeys(heads, 0)
     n = len(data)
