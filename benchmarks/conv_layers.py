@@ -17,7 +17,8 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
+
+from skd.model.nets.gemm_grad import conv_transpose_weight_grad, conv_weight_grad
 
 CL = torch.channels_last
 
@@ -33,21 +34,10 @@ def layers(width: int, frames: int) -> dict[str, tuple[tuple[int, ...], tuple[in
     return out
 
 
-def patches(t: torch.Tensor, k: int, s: int, p: int, ho: int, wo: int) -> torch.Tensor:
-    """(N, C, H, W) -> (N·ho·wo, k·k·C): the k×k windows at stride s of t zero-padded by p."""
-    n, c = t.shape[:2]
-    tp = F.pad(t.permute(0, 2, 3, 1), (0, 0, p, p, p, p))  # (N, H+2p, W+2p, C)
-    sn, sh, sw, sc = tp.stride()
-    return tp.as_strided((n, ho, wo, k, k, c), (sn, s * sh, s * sw, sh, sw, sc)).reshape(n * ho * wo, k * k * c)
-
-
 def grad_weight_gemm(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """Weight gradient of a 4×4 stride-2 padding-1 (transposed) convolution as one GEMM."""
-    if transposed:  # conv_transpose(x) = the adjoint of a convolution of the output: swap roles
-        x, g = g, x
-    n, co, ho, wo = g.shape
-    r = g.permute(0, 2, 3, 1).reshape(n * ho * wo, co).T @ patches(x, 4, 2, 1, ho, wo)  # (co, 16·Cx)
-    return r.reshape(co, 4, 4, -1).permute(0, 3, 1, 2)
+    """Weight gradient of a 4×4 stride-2 padding-1 (transposed) convolution as one GEMM (what
+    ``skd.model.nets.gemm_grad`` uses in training for the small-map layers)."""
+    return (conv_transpose_weight_grad if transposed else conv_weight_grad)(g, x, 4, 2, 1)
 
 
 def seconds(fn) -> float:

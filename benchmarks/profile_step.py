@@ -72,7 +72,7 @@ def _label_modules(model: nn.Module) -> list[str]:
         for m in net.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                 i += 1
-                kind = {nn.Conv2d: "conv", nn.ConvTranspose2d: "deconv", nn.Linear: "linear"}[type(m)]
+                kind = "deconv" if isinstance(m, nn.ConvTranspose2d) else "conv" if isinstance(m, nn.Conv2d) else "linear"
                 shape = f" {m.in_channels}->{m.out_channels}" if hasattr(m, "in_channels") else f" {m.in_features}->{m.out_features}"
                 scoped(m, f"{part} {kind}{i}{shape}")
             elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU)):

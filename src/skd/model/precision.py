@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..config import MEMORY_FORMATS, PRECISIONS
+from .nets.gemm_grad import use_default_weight_grad, use_gemm_weight_grad
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,17 @@ class ExecutionPlan:
     channels_last: bool
     compile: bool
     reason: str
+    gemm_weight_grad: bool = False  # small-map conv weight gradients as one GEMM (skd.model.nets.gemm_grad)
 
     def describe(self) -> str:
         prec = "fp32" if self.autocast is None else str(self.autocast).replace("torch.", "")
         fmt = "channels_last" if self.channels_last else "contiguous"
-        return f"frame nets {prec}, {fmt}{', compiled' if self.compile else ''} ({self.reason})"
+        extra = (", GEMM weight gradients" if self.gemm_weight_grad else "") + (", compiled" if self.compile else "")
+        return f"frame nets {prec}, {fmt}{extra} ({self.reason})"
 
     def to_dict(self) -> dict[str, object]:
         return {"precision": "fp32" if self.autocast is None else "bf16", "channels_last": self.channels_last,
-                "compile": self.compile, "reason": self.reason}
+                "compile": self.compile, "gemm_weight_grad": self.gemm_weight_grad, "reason": self.reason}
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -97,7 +100,9 @@ def resolve_plan(
         cl = conv and device.type in ("cpu", "cuda")
     else:
         cl = memory_format == "channels_last" and conv
-    return ExecutionPlan(autocast=dtype, channels_last=cl, compile=compile, reason=reason)
+    # oneDNN's bf16 weight gradient of the 4x4-map layers is slow on CPUs (docs/SPEED.md)
+    gemm = conv and dtype is not None and device.type == "cpu"
+    return ExecutionPlan(autocast=dtype, channels_last=cl, compile=compile, reason=reason, gemm_weight_grad=gemm)
 
 
 def apply_plan(model: nn.Module, plan: ExecutionPlan) -> None:
@@ -107,6 +112,9 @@ def apply_plan(model: nn.Module, plan: ExecutionPlan) -> None:
     if plan.channels_last:
         model.frame_encoder.to(memory_format=torch.channels_last)
         model.frame_decoder.to(memory_format=torch.channels_last)
+    if plan.gemm_weight_grad:
+        use_gemm_weight_grad(model.frame_encoder)
+        use_gemm_weight_grad(model.frame_decoder)
     if plan.compile:
         model.frame_encoder.compile()
         model.frame_decoder.compile()
@@ -115,6 +123,8 @@ def apply_plan(model: nn.Module, plan: ExecutionPlan) -> None:
 def reset_plan(model: nn.Module) -> None:
     """Back to float32 and the default memory layout, as :func:`skd.training.loop.load_run` builds it."""
     model.frame_autocast = None
+    use_default_weight_grad(model.frame_encoder)
+    use_default_weight_grad(model.frame_decoder)
     if model.channels_last:
         model.frame_encoder.to(memory_format=torch.contiguous_format)
         model.frame_decoder.to(memory_format=torch.contiguous_format)

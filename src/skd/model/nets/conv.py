@@ -28,6 +28,13 @@ def grouped_forward(net: nn.Sequential, x: torch.Tensor, groups: int) -> torch.T
     return x
 
 
+def _tagged(layer: nn.Module, positions: int) -> nn.Module:
+    """Record the pixel count of the layer's smaller feature map (read by
+    :func:`skd.model.nets.gemm_grad.use_gemm_weight_grad`, which picks the small-map layers)."""
+    layer.small_map_positions = positions
+    return layer
+
+
 def _stages(image_size: int) -> int:
     if image_size not in (32, 64):
         raise ValueError(f"image_size={image_size} must be 32 or 64")
@@ -44,9 +51,10 @@ class ConvEncoder(nn.Module):
         c_in = in_channels
         for i in range(n):
             c_out = width * 2 ** (i + 4 - n)  # 64px: w,2w,4w,8w; 32px: 2w,4w,8w
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            conv = _tagged(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), (image_size >> (i + 1)) ** 2)
+            layers += [conv, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
-        layers += [nn.Conv2d(c_in, k, 4, 1, 0, bias=False), nn.BatchNorm2d(k), nn.Tanh()]
+        layers += [_tagged(nn.Conv2d(c_in, k, 4, 1, 0, bias=False), 1), nn.BatchNorm2d(k), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.k = k
 
@@ -66,12 +74,15 @@ class ConvDecoder(nn.Module):
         n = _stages(image_size)
         widths = [width * 2 ** (i + 4 - n) for i in range(n)][::-1]  # e.g. 8w,4w,2w,w
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(k, widths[0], 4, 1, 0, bias=False),
+            _tagged(nn.ConvTranspose2d(k, widths[0], 4, 1, 0, bias=False), 1),
             nn.BatchNorm2d(widths[0]),
             nn.LeakyReLU(0.2, inplace=True),
         ]
+        side = 4  # the input map of each stride-2 layer: 4, 8, 16, ...
         for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            deconv = _tagged(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), side * side)
+            layers += [deconv, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            side *= 2
         layers.append(nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1))
         if output == "sigmoid":
             layers.append(nn.Sigmoid())
