@@ -41,14 +41,14 @@ CONFIGS: dict[str, tuple[str, str, bool, str, bool, str]] = {
     "channels_last": ("fp32", "channels_last", False, "uint8", False, "all"),
     "auto (bf16 + channels_last)": ("auto", "auto", False, "uint8", False, "all"),
     "auto 1 thread": ("auto", "auto", False, "uint8", False, "1"),
-    "auto, oneDNN weight gradients": ("auto", "auto", False, "uint8", False, "all"),
+    "auto with oneDNN weight gradients": ("auto", "auto", False, "uint8", False, "all"),
     "compile fp32": ("fp32", "contiguous", True, "uint8", False, "all"),
     "compile + auto": ("auto", "auto", True, "uint8", False, "all"),
     "auto + float32 data": ("auto", "auto", False, "float32", False, "all"),
     "auto + DataLoader worker": ("auto", "auto", False, "loader", False, "all"),
 }
 SHORT = {"baseline": "baseline", "auto": "auto (bf16 + channels_last)"}
-NO_GEMM_GRAD = {"auto, oneDNN weight gradients"}  # the default plan without skd.model.nets.gemm_grad
+NO_GEMM_GRAD = {"auto with oneDNN weight gradients"}  # the default plan without skd.model.nets.gemm_grad
 
 
 def _gemm_seconds(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> float:
