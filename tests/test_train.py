@@ -143,3 +143,51 @@ def test_keep_every_keeps_loadable_history(tmp_path, shapes) -> None:
     assert ck["step"] == 4 and ck["elapsed"] > 0
     with pytest.raises(ConfigError, match="keep_every=3 must be 0 or a multiple"):
         load_config(None, ["train.keep_every=3", "train.checkpoint_every=2"])
+
+
+def _signal_at(monkeypatch, at_step: int, times: int = 1, signum=None) -> None:
+    """Make the training loop receive ``signum`` (default SIGINT) ``times`` times during step ``at_step``."""
+    import signal as _signal
+
+    import skd.training.loop as L
+
+    real = L._train_step
+
+    def step(fit, x, cfg, step, *rest):
+        out = real(fit, x, cfg, step, *rest)
+        if step == at_step:
+            for _ in range(times):
+                _signal.raise_signal(signum or _signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(L, "_train_step", step)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_at_the_step_boundary_with_a_checkpoint_and_resume_is_exact(tmp_path, shapes, monkeypatch,
+                                                                                     signame) -> None:
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    full = train(tiny_config(max_steps=8, checkpoint_every=100), tmp_path / "full", shapes, progress=False)
+    _signal_at(monkeypatch, 2, signum=getattr(signal, signame))  # during the third step
+    cut = train(tiny_config(max_steps=8, checkpoint_every=100), tmp_path / "cut", shapes, progress=False)
+    assert cut.stopped == "interrupted" and cut.step == 3  # the step in progress was finished, no more
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 3  # saved although checkpoint_every=100
+    assert json.loads((tmp_path / "cut" / "result.json").read_text())["stopped"] == "interrupted"
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
+    monkeypatch.undo()
+    resumed = train(tiny_config(max_steps=8, checkpoint_every=100), tmp_path / "cut", shapes, resume=True,
+                    progress=False)
+    assert resumed.step == 8 and torch.equal(_params(full.model), _params(resumed.model))
+
+
+def test_a_second_signal_aborts_at_once(tmp_path, shapes, monkeypatch) -> None:
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    _signal_at(monkeypatch, 2, times=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(max_steps=8, checkpoint_every=100), tmp_path / "run", shapes, progress=False)
+    assert signal.getsignal(signal.SIGINT) == before
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 0  # only the step-0 checkpoint

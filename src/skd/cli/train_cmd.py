@@ -93,7 +93,9 @@ def _train(args: argparse.Namespace, cfg: Config, run_dir: Path, command: str) -
         procs = f" on {info.world_size} processes" if info.distributed else ""
         print(f"trained {res.step} steps ({res.epoch} epochs, stopped by {res.stopped}){procs} in {res.seconds:.0f}s -> {run_dir}")
         print(f"last losses: {parts}; non-finite steps skipped: {res.bad_steps}")
-    return 0
+        if res.stopped == "interrupted":
+            print(f"interrupted: checkpoint of step {res.step} saved; continue with skd train --resume {run_dir}")
+    return 130 if res.stopped == "interrupted" else 0
 
 
 def _launch(args: argparse.Namespace, cfg: Config, run_dir: Path) -> int:

@@ -55,6 +55,7 @@ from ..model import KoopmanAE
 from ..model.precision import ExecutionPlan, apply_plan, reset_plan, resolve_plan
 from .context import Reduce, RunContext, resolve_device  # resolve_device: part of this module's API
 from .resume import CKPT_KIND, checkpoint_config, resume_point, truncate_metrics
+from .interrupt import GracefulStop
 from .runlog import RunLog
 from ..files.runfolder import claim_run_dir
 
@@ -77,7 +78,7 @@ class TrainResult:
     step: int
     epoch: int
     bad_steps: int  # non-finite steps skipped in total
-    stopped: str  # why training ended: epochs | max_steps | minutes
+    stopped: str  # why training ended: epochs | max_steps | minutes | interrupted (SIGINT or SIGTERM)
     seconds: float
     last: dict[str, float]  # mean loss parts over the last logging window
 
@@ -326,7 +327,8 @@ def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *
     try:
         if ckpt is None:
             saver.save(fit, at, clock)  # step 0: a run that dies before its first periodic checkpoint can be resumed
-        stopped = _run(fit, data, cfg, ctx, sched, at, clock, saver, runlog)
+        with GracefulStop() as stop:  # Ctrl-C / SIGTERM: finish the step, then save as at any stop
+            stopped = _run(fit, data, cfg, ctx, sched, at, clock, saver, runlog, stop)
         if runlog.window:
             runlog.close_window()
         saver.save(fit, at, clock)
@@ -408,12 +410,13 @@ def _step_budget(tc: TrainConfig, per_epoch: int) -> int:
 
 # ----------------------------------------------------------------------------- the loop
 def _run(fit: _Fit, data: SequenceData, cfg: Config, ctx: RunContext, sched: _Schedule, at: _Position,
-         clock: _Clock, saver: _Checkpointer, runlog: RunLog) -> str:
-    """Train from ``at`` until the budget is spent; why it stopped: epochs | max_steps | minutes."""
+         clock: _Clock, saver: _Checkpointer, runlog: RunLog, stop: GracefulStop | None = None) -> str:
+    """Train from ``at`` until the budget is spent or a stop is requested; why it stopped:
+    epochs | max_steps | minutes | interrupted."""
     tc = cfg.train
     bad_run = 0  # non-finite steps in a row
     fit.model.train()
-    while (stopped := _stop_reason(tc, sched.total_steps, at.step, clock, ctx)) is None:
+    while (stopped := _stop_reason(tc, sched.total_steps, at.step, clock, ctx, stop)) is None:
         x = _next_batch(data, at, sched, tc.seed, ctx)  # (B/W, T, *frame)
         values = _train_step(fit, x, cfg, at.step, ctx, saver)
         at.pos += 1
@@ -434,12 +437,19 @@ def _run(fit: _Fit, data: SequenceData, cfg: Config, ctx: RunContext, sched: _Sc
     return stopped
 
 
-def _stop_reason(tc: TrainConfig, total_steps: int, step: int, clock: _Clock, ctx: RunContext) -> str | None:
-    """Why training stops before step ``step + 1`` (every rank agrees), or None to go on."""
+def _stop_reason(tc: TrainConfig, total_steps: int, step: int, clock: _Clock, ctx: RunContext,
+                 stop: GracefulStop | None = None) -> str | None:
+    """Why training stops before step ``step + 1`` (every rank agrees), or None to go on.
+
+    Time and a requested stop are agreed in one collective (none in a single process)."""
     if total_steps and step >= total_steps:
         return "max_steps" if tc.max_steps and step >= tc.max_steps else "epochs"
-    if tc.minutes and ctx.any(clock.attempt() >= tc.minutes * 60):
-        return "minutes"
+    timed_out = bool(tc.minutes) and clock.attempt() >= tc.minutes * 60
+    interrupted = stop is not None and stop.requested
+    if (tc.minutes or ctx.world.distributed) and ctx.any(timed_out or interrupted):
+        return "interrupted" if interrupted or not timed_out else "minutes"
+    if interrupted:
+        return "interrupted"
     return None
 
 
