@@ -112,7 +112,9 @@ def _launch(args: argparse.Namespace, cfg: Config, run_dir: Path) -> int:
     if not args.resume and ((run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.jsonl").exists()):
         raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
     launch_local(_worker, n, (args, cfg, run_dir, command_line()), debug=bool(getattr(args, "debug", False)))
-    return 0
+    result = run_dir / "result.json"
+    stopped = json.loads(result.read_text()).get("stopped") if result.is_file() else None
+    return 130 if stopped == "interrupted" else 0
 
 
 def _worker(args: argparse.Namespace, cfg: Config, run_dir: Path, command: str) -> None:

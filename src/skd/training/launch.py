@@ -8,6 +8,7 @@ comes back as ONE :class:`LaunchError` line, the failing process's own error mes
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -18,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 import torch.multiprocessing as mp
+
+from .interrupt import GracefulStop
 
 __all__ = ["LaunchError", "free_port", "launch_local"]
 
@@ -53,14 +56,34 @@ def launch_local(
     spawn_log.setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="skd-launch-") as errdir:
         try:
-            mp.start_processes(_entry, args=(nproc, port, threads, errdir, debug, fn, args), nprocs=nproc,
-                               join=True, start_method="spawn")
+            procs = mp.start_processes(_entry, args=(nproc, port, threads, errdir, debug, fn, args), nprocs=nproc,
+                                       join=False, start_method="spawn")
+            _join(procs)
         except mp.ProcessExitedException as e:
             raise LaunchError(_failure(errdir, e.error_index, nproc, f"exited with code {e.exit_code}")) from None
         except mp.ProcessRaisedException as e:  # pragma: no cover - _entry catches everything
             raise LaunchError(_failure(errdir, e.error_index, nproc, str(e).strip().splitlines()[-1])) from None
         finally:
             spawn_log.setLevel(level)
+
+
+def _join(procs: mp.ProcessContext) -> None:
+    """Wait for every process; the first SIGINT / SIGTERM goes on to each of them (they stop after
+    their step, with a checkpoint), the second terminates them."""
+    def forward(signum: int) -> None:
+        for pid in procs.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    try:
+        with GracefulStop(forward=forward):
+            while not procs.join():
+                pass
+    except KeyboardInterrupt:
+        for p in procs.processes:
+            if p.is_alive():
+                p.terminate()
+        raise
 
 
 def _failure(errdir: str, rank: int, nproc: int, fallback: str) -> str:
@@ -71,6 +94,8 @@ def _failure(errdir: str, rank: int, nproc: int, fallback: str) -> str:
 
 def _entry(local_rank: int, nproc: int, port: int, threads: int | None, errdir: str, debug: bool,
            fn: Callable[..., Any], args: tuple) -> None:
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()  # a terminal's Ctrl-C reaches the launcher only, which passes it on once (see _join)
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc),
                       LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if threads:
