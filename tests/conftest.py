@@ -40,3 +40,29 @@ def tiny_world(root):
     setup = judge_setup(JUDGE_TINY, {"data": {"name": "shapes", "n_train": 48, "n_test": 16}})
     jr = train_judge(setup, tr, te, root / "judge", progress=False)
     return run, jr, tr, te
+
+
+def signal_skd_after_two_steps(args: list[str], run_dir, signum, timeout: float = 180.0):
+    """Start ``skd ARGS`` in a subprocess, send it ``signum`` once ``run_dir/metrics.jsonl`` has two
+    lines (use ``train.log_every=1``); (exit status, stdout, stderr)."""
+    import subprocess
+    import sys
+    import time
+
+    code = "import sys; from skd.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    metrics = run_dir / "metrics.jsonl"
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err

@@ -9,6 +9,8 @@ from PIL import Image
 
 from skd.cli.main import main
 
+from conftest import signal_skd_after_two_steps
+
 TINY = ["--set", "data.n_train=48", "--set", "data.n_test=16", "--set", "model.width=4", "--set", "model.k=8",
         "--set", "loss.static_size=3", "--set", "train.batch_size=8"]
 
@@ -172,27 +174,12 @@ def test_swap_data_takes_the_same_spec_as_the_other_commands(tmp_path) -> None:
 def test_sigterm_stops_skd_train_with_a_checkpoint_and_exit_130(tmp_path) -> None:
     """What a scheduler does before it kills a job: SIGTERM. The run saves where it is and says so."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     run = tmp_path / "run"
-    code = "import sys; from skd.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, "train", "-q", "--out", str(run), "--set", "train.epochs=0",
-                             "--set", "train.max_steps=100000", "--set", "train.log_every=1", "--set",
-                             "train.threads=1", *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not ((run / "metrics.jsonl").exists()
-                                              and (run / "metrics.jsonl").read_text().count("\n") >= 2):
-            time.sleep(0.1)
-        assert proc.poll() is None, proc.communicate()[1]
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    rc, out, err = signal_skd_after_two_steps(
+        ["train", "-q", "--out", str(run), "--set", "train.epochs=0", "--set", "train.max_steps=100000",
+         "--set", "train.log_every=1", "--set", "train.threads=1", *TINY], run, signal.SIGTERM)
+    assert rc == 130, err
     result = json.loads((run / "result.json").read_text())
     assert result["stopped"] == "interrupted" and result["step"] >= 2
     assert f"checkpoint of step {result['step']} saved" in out and "SIGTERM" in err

@@ -29,7 +29,7 @@ from skd.model.losses import compute_losses, spectral_loss
 from skd.model import KoopmanAE
 from skd.training.loop import train
 
-from conftest import tiny_config
+from conftest import signal_skd_after_two_steps, tiny_config
 
 WORLD = 2
 
@@ -352,31 +352,14 @@ def test_ctrl_c_on_the_launcher_stops_every_process_with_one_checkpoint(tmp_path
     at the same step, rank 0 saves it, the launcher exits 130; the run resumes."""
     import json
     import signal
-    import subprocess
-    import sys
-    import time
 
     from skd.files.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    code = "import sys; from skd.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    tiny = ["--set", "data.n_train=48", "--set", "data.n_test=16", "--set", "model.width=4", "--set", "model.k=8",
-            "--set", "loss.static_size=3", "--set", "train.batch_size=8", "--set", "train.log_every=1"]
-    proc = subprocess.Popen([sys.executable, "-c", code, "train", "-q", "--nproc", "2", "--out", str(run), "--set",
-                             "train.epochs=0", "--set", "train.max_steps=100000", *tiny],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and not ((run / "metrics.jsonl").exists()
-                                              and (run / "metrics.jsonl").read_text().count("\n") >= 2):
-            time.sleep(0.1)
-        assert proc.poll() is None, proc.communicate()[1]
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    rc, _, err = signal_skd_after_two_steps(
+        ["train", "-q", "--nproc", "2", "--out", str(run), "--set", "train.epochs=0", "--set",
+         "train.max_steps=100000", "--set", "train.log_every=1", *TINY], run, signal.SIGINT)
+    assert rc == 130, err
     result = json.loads((run / "result.json").read_text())
     assert result["stopped"] == "interrupted" and result["step"] >= 2
     assert load_checkpoint(run / "checkpoint.pt")["step"] == result["step"]
