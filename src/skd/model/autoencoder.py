@@ -24,6 +24,7 @@ class ModelOutput:
     C: torch.Tensor  # (k, k) float64 Koopman matrix of this batch
     x_rec: torch.Tensor  # (B, T, ...) decode of (dropout) z
     x_pred: torch.Tensor  # (B, T, ...) decode of z_pred
+    z_crop: torch.Tensor | None = None  # (B, L, k) latents of crops encoded on their own (loss.w_crop)
 
 
 class TemporalLSTM(nn.Module):
@@ -137,12 +138,17 @@ class KoopmanAE(nn.Module):
         ridge: float = 0.0,
         rcond: float = 1e-10,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        crops: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`)."""
+        """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`).
+        ``crops`` (B, L, *frame): short crops of x, encoded on their own for the crop-consistency
+        loss (:mod:`skd.model.crop`); their latents are ``z_crop``.
+        """
         z = self.encode(x)  # (B, T, k)
+        z_crop = self.encode(crops) if crops is not None else None  # (B, L, k)
         # Eq. 2 in float64 even inside a caller's autocast; the scope names it in benchmarks/profile_step.py
         with full_precision(x.device.type), record_function("koopman fit"):
             C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
             z_pred = predict_latents(z, C)  # (B, T, k)
         x_rec, x_pred = self.decode_pair(self.dropout(z), z_pred)
-        return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred)
+        return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop)

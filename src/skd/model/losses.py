@@ -1,7 +1,8 @@
 """Training objective of SKD (docs/METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
 
-L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig, every term an MSE-type
-mean. ``compute_losses`` returns the total and a named breakdown.
+L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig [+ w_crop·L_crop], every
+term an MSE-type mean; L_crop (:mod:`skd.model.crop`) is ours, not the paper's, and off by
+default. ``compute_losses`` returns the total and a named breakdown.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch.profiler import record_function
 from ..config import LossConfig
 from ..koopman import eig_sorted, select_static
 from .autoencoder import ModelOutput
+from .crop import crop_consistency, static_basis
 from .precision import full_precision
 
 _DYNAMIC = ("real", "thresh", "strict", "ball")
@@ -99,4 +101,10 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
     total = cfg.w_rec * rec + cfg.w_pred * (pred_latent + pred_ambient) + cfg.w_eig * eig
     parts = {"rec": rec, "pred_latent": pred_latent, "pred_ambient": pred_ambient, "eig": eig}
     parts.update({k: v.to(rec.dtype) for k, v in eig_parts.items()})
+    if cfg.w_crop > 0 and out.z_crop is not None:
+        with full_precision(out.C.device.type), record_function("crop consistency"):
+            basis = static_basis(out.C, cfg.static_size, cfg.static_criterion)  # None: no separable static set
+            crop = crop_consistency(out.z, out.z_crop, basis) if basis is not None else rec.new_zeros(())
+        total = total + cfg.w_crop * crop.to(rec.dtype)
+        parts["crop"] = crop.to(rec.dtype)
     return total, parts

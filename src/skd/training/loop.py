@@ -47,13 +47,14 @@ import torch
 
 from . import distributed as D
 from ..files.checkpoint import atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
-from ..config import Config, TrainConfig, about, resolve_model_config
+from ..config import Config, ConfigError, TrainConfig, about, resolve_model_config
 from ..data.base import SequenceData
 from ..files.limits import check_allocation, format_bytes, module_bytes
+from ..model.crop import loud_crop_starts, take_crops
 from ..model.losses import compute_losses
 from ..model import KoopmanAE
 from ..model.precision import ExecutionPlan, apply_plan, reset_plan, resolve_plan
-from .context import Reduce, RunContext, resolve_device  # resolve_device: part of this module's API
+from .context import Reduce, RunContext, rank_seed, resolve_device  # resolve_device: part of this module's API
 from .resume import CKPT_KIND, checkpoint_config, resume_point, truncate_metrics
 from .interrupt import GracefulStop
 from .runlog import RunLog
@@ -304,6 +305,9 @@ def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *
            command: str | None) -> TrainResult:
     cfg, ckpt = _starting_point(cfg, run_dir, data, world, resume)
     tc = cfg.train
+    if cfg.loss.w_crop > 0 and cfg.loss.crop_frames >= data.x.shape[1]:
+        raise ConfigError(f"loss.crop_frames={cfg.loss.crop_frames} must be shorter than the sequences "
+                          f"({data.x.shape[1]} frames) when loss.w_crop > 0")
     bs = _global_batch(tc.batch_size, len(data), world)
     ctx = RunContext.create(world, tc.device)
     model, plan, opt = _build(cfg, ctx)
@@ -470,7 +474,11 @@ def _train_step(fit: _Fit, x: torch.Tensor, cfg: Config, step: int, ctx: RunCont
     Returns the loss and its parts (global means in a process group), or None when the step is
     skipped because a loss or a gradient is not finite (on any rank: all ranks skip together).
     """
-    out = fit.net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=fit.reduce)
+    crops = None
+    if cfg.loss.w_crop > 0:  # a fixed draw per (seed, rank, step): resumed runs crop the same frames
+        gen = torch.Generator().manual_seed(rank_seed(cfg.train.seed + step, ctx.world.rank))
+        crops = take_crops(x, loud_crop_starts(x, cfg.loss.crop_frames, gen), cfg.loss.crop_frames)
+    out = fit.net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=fit.reduce, crops=crops)
     total, parts = compute_losses(x, out, cfg.loss)
     ok, values = ctx.agree(total, parts)
     if not ok:
