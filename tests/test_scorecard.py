@@ -142,6 +142,19 @@ def test_scorecard_cli_writes_markdown_json_and_pictures(world, tmp_path, capsys
     assert lines[0].startswith("| lens | shape | color | size | background | motion |")
     assert len({ln.count("|") for ln in lines}) == 1  # every row has every column
     assert f"{rep['targets_met']} of {rep['targets']} targeted rows met" in proc.stdout
+    # two scorecards side by side (docs/ABLATIONS.md): one column each, the met counts in the last line
+    script = str(ROOT / "benchmarks" / "scorecard_compare.py")
+    card = str(out / "scorecard.json")
+    proc = subprocess.run([sys.executable, script, card, card, "--name", "a, 1", "--name", "b"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "| row | target | a, 1 | b |" and len({ln.count("|") for ln in lines}) == 1
+    assert len(lines) == 2 + rep["targets"] + 1
+    assert lines[-1].endswith(f"**{rep['targets_met']} / {rep['targets']}** | **{rep['targets_met']} / {rep['targets']}** |")
+    bad = subprocess.run([sys.executable, script, card, "--name", "a", "--name", "b"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "1 scorecards but 2 names" in bad.stderr
     capsys.readouterr()
     assert main(["scorecard", "--run", str(root / "run"), "--judge", str(root / "judge"), "--repeats", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
