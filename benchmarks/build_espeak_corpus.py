@@ -1,7 +1,7 @@
 """Build a second isolated-word corpus with espeak-ng: many synthetic voices, one word per file.
 
     apt-get install espeak-ng
-    python benchmarks/build_espeak_corpus.py --out /tmp/espeak_words     # 20 x 20 x 6 = 2,400 WAVs, ~2 min
+    python benchmarks/build_espeak_corpus.py --out data/espeak_words     # 20 x 20 x 6 = 2,400 WAVs, 15 s on a 2-core Xeon
 
 A "speaker" is an espeak-ng voice variant (en+m1 ... en+f5) at a base pitch and speed; a take
 is the same word again with small seeded variations of pitch (±4 of espeak's 0-99 scale), speed
@@ -11,8 +11,8 @@ the pattern to read them and ``OUT/manifest.json`` (every file with its settings
 arguments and seed give the same settings; the audio itself is espeak-ng's (version in the
 manifest). Train on it with the ``speech`` preset:
 
-    skd train --config speech --out runs/espeak --set data.path=/tmp/espeak_words \\
-        --set "data.pattern='$(cat /tmp/espeak_words/PATTERN)'" \\
+    skd train --config speech --out runs/espeak --set data.path=data/espeak_words \\
+        --set "data.pattern='$(cat data/espeak_words/PATTERN)'" \\
         --set data.split=values --set data.split_group=take --set "data.test_values=[5, 6]"
 """
 from __future__ import annotations
