@@ -16,11 +16,11 @@ from ..training.launch import LaunchError
 from ..files.runfolder import FolderLockedError
 from ..training.loop import TrainingError
 from .common import common_parent
-from . import data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, scorecard_cmd, swap_cmd, train_cmd
+from . import average_cmd, data_cmd, demo_cmd, eval_cmd, factors_cmd, judge_cmd, morph_cmd, scorecard_cmd, swap_cmd, train_cmd
 
 COMMANDS = {"demo": demo_cmd, "train": train_cmd, "swap": swap_cmd, "data": data_cmd,
             "judge": judge_cmd, "eval": eval_cmd, "factors": factors_cmd, "morph": morph_cmd,
-            "scorecard": scorecard_cmd}
+            "scorecard": scorecard_cmd, "average": average_cmd}
 # library parameter (tagged with skd.config.about) -> the flag that sets it, per command ("*": all)
 FLAGS = {"*": {"data": "--data", "out_dir": "--out", "run_dir": "--out"},
          "swap": {"groups": "--factors"}, "morph": {"groups": "--order"}}

@@ -129,6 +129,9 @@ def resume_point(cfg: Config, run_dir: Path, world: D.WorldInfo) -> tuple[Config
                         "from step 0 with its config.json", run_dir)
         return _resumed_config(_read_run_config(json_path), cfg), None
     ckpt = load_checkpoint(ckpt_path, kind=CKPT_KIND)
+    if "averaged_from" in ckpt:  # skd.training.average.AVERAGED_KEY: weights only, no optimizer state
+        raise CheckpointError(f"{ckpt_path} is an average of checkpoints (skd average) and holds no optimizer "
+                              "state; resume the run it was averaged from, then average again")
     saved = checkpoint_config(ckpt, ckpt_path)
     if json_path.is_file():  # an edited config.json would silently contradict the checkpoint
         diff = config_diff(_read_run_config(json_path), saved, skip=("train",))
