@@ -130,12 +130,13 @@ class LossConfig:
     rcond: float = 1e-10  # relative eigenvalue cut-off of the normal-equation pseudo-inverse
     w_crop: float = 0.0  # crop consistency (skd.model.crop): a crop's static part = its sequence's
     crop_frames: int = 8  # frames per crop (loud part of the sequence)
+    w_indep: float = 0.0  # static/dynamic independence (skd.model.independence): linear CKA of static code and dynamics
 
     def __post_init__(self) -> None:
         check_finite(self, "loss")
         if self.static_size < 0:
             raise ConfigError(f"loss.static_size={self.static_size} must be >= 0")
-        if min(self.w_rec, self.w_pred, self.w_eig, self.w_crop) < 0:
+        if min(self.w_rec, self.w_pred, self.w_eig, self.w_crop, self.w_indep) < 0:
             raise ConfigError("loss weights must be >= 0")
         if self.ridge < 0:
             raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")

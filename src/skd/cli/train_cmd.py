@@ -23,6 +23,7 @@ examples:
   skd train --data my.npz --out runs/mine --set train.epochs=50
   skd train --config sprites --set data.path=... --out runs/sprites
   skd train --resume runs/shapes --epochs 200       # continue exactly where it stopped
+  skd train --config sprites --init-from weights/sprites --set train.lr=1e-4 --out runs/tuned   # fine-tune
   skd train --nproc 2 --out runs/ddp                # 2 local processes (torch.distributed)
   torchrun --nproc-per-node 4 -m skd.cli.main train --out runs/ddp   # same, launched by torchrun
 
@@ -36,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "default")
     p.add_argument("--out", "-o", metavar="RUN", help="new run folder (default: runs/<data name>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its checkpoint")
+    p.add_argument("--init-from", metavar="CKPT|RUN",
+                   help="start a new run from this model's weights (fine-tuning; a fresh optimizer at step 0)")
     p.add_argument("--data", metavar="FILE", help="your .npy/.npz sequences (sets data.name=arrays, data.path=FILE)")
     p.add_argument("--labels", metavar="FILE", help="optional label file for --data")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
@@ -58,8 +61,8 @@ def _config(args: argparse.Namespace) -> tuple[Config, Path]:
     if args.device:
         extra.append(f"train.device={json.dumps(args.device)}")
     if args.resume:
-        if args.out:
-            raise ValueError("use either --resume RUN or --out RUN, not both")
+        if args.out or args.init_from:
+            raise ValueError(f"use either --resume RUN or {'--out' if args.out else '--init-from'}, not both")
         from ..training.resume import load_checkpoint_config
 
         return load_checkpoint_config(args.resume, [*extra, *args.overrides]), Path(args.resume)
@@ -85,7 +88,8 @@ def _train(args: argparse.Namespace, cfg: Config, run_dir: Path, command: str) -
         data, _ = load_dataset(cfg.data)  # before joining: a data error stops every process at once
         info = init_distributed(cfg.train.device)
         try:
-            res = train(cfg, run_dir, data, resume=bool(args.resume), progress=not args.quiet, command=command)
+            res = train(cfg, run_dir, data, resume=bool(args.resume), progress=not args.quiet, command=command,
+                        init_from=args.init_from)
         finally:
             shutdown()
     if info.is_main:

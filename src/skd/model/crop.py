@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..koopman import eig_sorted, select_static
-from ..koopman.subspace import static_coordinates
+from .independence import static_projector
 
 
 def loud_crop_starts(x: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -51,16 +50,8 @@ def take_crops(x: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tens
 
 def static_basis(C: torch.Tensor, static_size: int, criterion: str) -> torch.Tensor | None:
     """Q1 (k, s) float64 of C's static set (no gradient), or None when it is empty or inseparable."""
-    with torch.no_grad():
-        try:
-            eig = eig_sorted(C.detach(), with_inverse=False)
-            mask = select_static(eig, static_size, criterion)  # type: ignore[arg-type]
-            to, _ = static_coordinates(C.detach(), eig.values[mask], eig.values[~mask])
-        except (ValueError, torch.linalg.LinAlgError):
-            return None
-    if to.shape[1] == 0:
-        return None
-    return to.to(C.device)
+    projector = static_projector(C, static_size, criterion)
+    return None if projector is None else projector[0]
 
 
 def crop_consistency(z: torch.Tensor, z_crop: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:

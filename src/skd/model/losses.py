@@ -1,8 +1,8 @@
 """Training objective of SKD (docs/METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
 
-L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig [+ w_crop·L_crop], every
-term an MSE-type mean; L_crop (:mod:`skd.model.crop`) is ours, not the paper's, and off by
-default. ``compute_losses`` returns the total and a named breakdown.
+L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig [+ w_crop·L_crop]
+[+ w_indep·L_indep], every term an MSE-type mean or a ratio in [0, 1]; L_crop (:mod:`skd.model.crop`)
+and L_indep (:mod:`skd.model.independence`) are ours, not the paper's, and off by default. ``compute_losses`` returns the total and a named breakdown.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..config import LossConfig
 from ..koopman import eig_sorted, select_static
 from .autoencoder import ModelOutput
 from .crop import crop_consistency, static_basis
+from .independence import static_dynamic_dependence, static_projector
 from .precision import full_precision
 
 _DYNAMIC = ("real", "thresh", "strict", "ball")
@@ -107,4 +108,10 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
             crop = crop_consistency(out.z, out.z_crop, basis) if basis is not None else rec.new_zeros(())
         total = total + cfg.w_crop * crop.to(rec.dtype)
         parts["crop"] = crop.to(rec.dtype)
+    if cfg.w_indep > 0:
+        with full_precision(out.C.device.type), record_function("independence"):
+            projector = static_projector(out.C, cfg.static_size, cfg.static_criterion)
+            indep = static_dynamic_dependence(out.z, projector) if projector is not None else rec.new_zeros(())
+        total = total + cfg.w_indep * indep.to(rec.dtype)
+        parts["indep"] = indep.to(rec.dtype)
     return total, parts

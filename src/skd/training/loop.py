@@ -283,6 +283,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     command: str | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a KoopmanAE on ``data`` into ``run_dir`` (or continue it exactly with ``resume``).
 
@@ -293,16 +294,25 @@ def train(
     ``resume`` continues from ``RUN/checkpoint.pt`` with the stopping budget, device and
     learning-rate decay of ``cfg``; a folder that holds only ``config.json`` (a run that died
     before its first checkpoint) starts again from step 0 with that config.
+
+    ``init_from`` (a checkpoint file or run folder, e.g. ``weights/sprites``) starts a NEW run
+    from that model's weights instead of a random initialisation: fine-tuning with another loss,
+    learning rate or dataset of the same frame geometry. Adam starts afresh at step 0; the source
+    is recorded in ``RUN/init.json``. The network ``cfg.model`` builds must have the source's
+    tensor names and shapes.
     """
+    if init_from is not None and resume:
+        raise ValueError("a resumed run continues its own weights; init_from is only for a new run")
     world = D.world()
     run_dir = Path(run_dir)
     claim = claim_run_dir(run_dir, create=not resume) if world.is_main else nullcontext()
     with claim:
-        return _train(cfg, run_dir, data, world, resume=resume, progress=progress, command=command)
+        return _train(cfg, run_dir, data, world, resume=resume, progress=progress, command=command,
+                      init_from=init_from)
 
 
 def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *, resume: bool, progress: bool,
-           command: str | None) -> TrainResult:
+           command: str | None, init_from: str | Path | None = None) -> TrainResult:
     cfg, ckpt = _starting_point(cfg, run_dir, data, world, resume)
     tc = cfg.train
     if cfg.loss.w_crop > 0 and cfg.loss.crop_frames >= data.x.shape[1]:
@@ -311,6 +321,7 @@ def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *
     bs = _global_batch(tc.batch_size, len(data), world)
     ctx = RunContext.create(world, tc.device)
     model, plan, opt = _build(cfg, ctx)
+    source = _initial_weights(model, init_from) if ckpt is None and init_from is not None else None
     run_dir.mkdir(parents=True, exist_ok=True)
     saver = _Checkpointer(run_dir, cfg, ctx)
     if ckpt is not None:
@@ -318,6 +329,8 @@ def _train(cfg: Config, run_dir: Path, data: SequenceData, world: D.WorldInfo, *
     else:
         at, before = _Position(), 0.0
         _begin(cfg, data, run_dir, ctx, resume)
+        if source is not None and ctx.is_main:
+            atomic_write_text(run_dir / "init.json", json.dumps(source, indent=2) + "\n")
     if command and ctx.is_main:
         with open(run_dir / "command.txt", "a") as f:
             f.write(command + "\n")
@@ -387,6 +400,18 @@ def _build(cfg: Config, ctx: RunContext) -> tuple[KoopmanAE, ExecutionPlan, torc
     ctx.say(log, logging.INFO, "device %s, %s", ctx.device, plan.describe())
     ctx.convert_bn(model, tc.sync_bn)
     return model, plan, torch.optim.Adam(model.parameters(), lr=tc.lr)
+
+
+def _initial_weights(model: KoopmanAE, source: str | Path) -> dict[str, Any]:
+    """Load the weights of ``source`` (checkpoint file or run folder) into ``model``; what was loaded."""
+    import hashlib
+
+    path = Path(source)
+    path = path / "checkpoint.pt" if path.is_dir() else path
+    ckpt = load_checkpoint(path, kind=CKPT_KIND)
+    load_state_checked(model, ckpt.get("model"), path, what="initial model")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"init_from": str(source), "sha256": digest, "step": int(ckpt.get("step", 0))}
 
 
 def _begin(cfg: Config, data: SequenceData, run_dir: Path, ctx: RunContext, resume: bool) -> None:
