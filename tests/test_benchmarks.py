@@ -90,3 +90,26 @@ def test_paired_step_compares_two_trees_on_the_same_losses(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| after |" in proc.stdout and "loss part over the 2 steps: 0.00e+00" in proc.stdout
+
+
+def test_part_probes_reads_every_factor_from_both_parts(tmp_path) -> None:
+    import dataclasses
+
+    from conftest import tiny_config
+    from skd.data import load_dataset
+    from skd.training.loop import train
+
+    cfg = tiny_config(max_steps=2)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_test=96))
+    train(cfg, tmp_path / "run", load_dataset(cfg.data)[0], progress=False)
+    out = tmp_path / "probes.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "part_probes.py"), "--run", str(tmp_path / "run"), "--data", "shapes",
+         "--batch-size", "32", "--n", "96", "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["n"] == 96 and set(res["probes"]) == {"shape", "color", "size", "background", "motion"}
+    assert all(0 <= r[p] <= 1 for r in res["probes"].values() for p in ("static", "dynamic", "chance"))
+    assert "| motion |" in proc.stdout and -1 <= res["indep"]["batch"] <= 1
