@@ -45,7 +45,7 @@ def test_cka_degenerate_inputs() -> None:
     assert linear_cka(torch.ones_like(a), b) == 0 and linear_cka(a[:3], b[:3]) == 0
 
 
-def _latents(dependent: bool, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _latents(dependent: bool, seed: int = 0, noise: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, T, 4) from a block-diagonal C: one static pair at λ = 1, one rotating pair at |λ| = 0.5;
     the dynamic amplitude follows the static code when ``dependent``."""
     g = torch.Generator().manual_seed(seed)
@@ -55,7 +55,7 @@ def _latents(dependent: bool, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
     s = torch.randn(b, 2, generator=g, dtype=torch.float64)
     d0 = torch.randn(b, 2, generator=g, dtype=torch.float64)
     if dependent:
-        d0 = s * 2.0
+        d0 = s * 2.0 + noise * d0
     z0 = torch.cat([s, d0], 1)
     zs = [z0]
     for _ in range(t - 1):
@@ -139,3 +139,18 @@ def test_init_from_refusals(source_run, tmp_path, capsys) -> None:
     assert "not both" in capsys.readouterr().err
     assert main(["train", "-q", "--init-from", str(tmp_path / "none"), "--out", str(tmp_path / "x"), *tiny]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_dynamic_only_gradient_leaves_the_static_part_alone() -> None:
+    z, C = _latents(True, noise=1.0)  # partly dependent: the term is neither 0 nor saturated
+    to, frm = static_projector(C, 2, "ball")
+    P = to @ frm  # (k, k) projector onto the static part, z_S = z P
+    grads = {}
+    for mode in ("dynamic", "both"):
+        zg = z.clone().requires_grad_(True)
+        static_dynamic_dependence(zg, (to, frm), grad=mode).backward()
+        grads[mode] = zg.grad
+    assert (grads["dynamic"] @ P.T).abs().max() < 1e-10  # no step along the static part
+    assert (grads["both"] @ P.T).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="grad="):
+        static_dynamic_dependence(z, (to, frm), grad="static")

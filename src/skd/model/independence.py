@@ -24,6 +24,11 @@ scale-free (collapsing either part does not lower it) and smooth where positive.
 On Sprites the generating factors (appearance, action) are independent by construction; where
 they are not, the term asks for something the data do not have and should stay off (default).
 
+Symmetric in its arguments, the term can be lowered by thinning out the static code as well as
+by cleaning the dynamic trajectory. Fine-tuning the Sprites model did the former (the appearance
+left the static part, docs/ABLATIONS.md); ``loss.indep_grad = "dynamic"`` (the default) stops the
+gradient through the static code, so only the dynamic trajectory is changed.
+
 With several processes each computes it on its share of the global batch.
 """
 from __future__ import annotations
@@ -81,14 +86,21 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(den2 > tiny, num / den2.clamp_min(tiny).sqrt(), num * 0.0)
 
 
-def static_dynamic_dependence(z: torch.Tensor, projector: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def static_dynamic_dependence(z: torch.Tensor, projector: tuple[torch.Tensor, torch.Tensor], *,
+                              grad: str = "both") -> torch.Tensor:
     """L_indep (module docstring) for latents z (B, T, k) and the static projector (to, from).
 
-    Computed in float64, returned in z's dtype; differentiable in z.
+    Computed in float64, returned in z's dtype; differentiable in z. ``grad="dynamic"`` holds
+    the static code constant, so the term can only remove from the dynamic trajectory what the
+    static code already says, never thin out the static code itself.
     """
+    if grad not in ("both", "dynamic"):
+        raise ValueError(f"grad={grad!r} must be 'both' or 'dynamic'")
     to, frm = projector
     zd64 = z.double()
     zs = (zd64 @ to) @ frm  # (B, T, k) static part
     s = zs.mean(1)  # (B, k)
+    if grad == "dynamic":
+        s = s.detach()
     d = (zd64 - zs).flatten(1)  # (B, T*k)
     return linear_cka(s, d).clamp_min(0.0).to(z.dtype)  # only a measured dependence is penalised

@@ -111,7 +111,8 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
     if cfg.w_indep > 0:
         with full_precision(out.C.device.type), record_function("independence"):
             projector = static_projector(out.C, cfg.static_size, cfg.static_criterion)
-            indep = static_dynamic_dependence(out.z, projector) if projector is not None else rec.new_zeros(())
+            indep = (static_dynamic_dependence(out.z, projector, grad=cfg.indep_grad) if projector is not None
+                     else rec.new_zeros(()))
         total = total + cfg.w_indep * indep.to(rec.dtype)
         parts["indep"] = indep.to(rec.dtype)
     return total, parts
