@@ -131,7 +131,7 @@ class LossConfig:
     w_crop: float = 0.0  # crop consistency (skd.model.crop): a crop's static part = its sequence's
     crop_frames: int = 8  # frames per crop (loud part of the sequence)
     w_indep: float = 0.0  # static/dynamic independence (skd.model.independence): linear CKA of static code and dynamics
-    indep_grad: Literal["dynamic", "both"] = "dynamic"  # which part L_indep moves: only the dynamic trajectory, or both
+    indep_grad: Literal["both", "dynamic"] = "both"  # which part L_indep moves: both, or only the dynamic trajectory
 
     def __post_init__(self) -> None:
         check_finite(self, "loss")
