@@ -145,24 +145,28 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
     return payload
 
 
-def load_state_checked(module: torch.nn.Module, state: Any, path: str | Path, what: str = "model") -> None:
+def load_state_checked(module: torch.nn.Module, state: Any, path: str | Path, what: str = "model",
+                       builder: str = "the checkpoint's config") -> None:
     """``module.load_state_dict(state)`` after checking names and shapes, so a checkpoint whose
     config disagrees with its weights is ONE :class:`CheckpointError` naming the file and the
-    first tensor that differs (not torch's multi-line size-mismatch report)."""
+    first tensor that differs (not torch's multi-line size-mismatch report). ``builder`` names
+    what built ``module`` in that message."""
     own = module.state_dict()
+    verdict = ("the config and weights disagree" if builder == "the checkpoint's config"
+               else f"{builder} and these weights are different networks")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: corrupt checkpoint ({what} weights are a {type(state).__name__})")
     for name, ref in own.items():
         got = state.get(name)
         if got is None:
-            raise CheckpointError(f"{path}: {what} tensor {name!r} is missing; the checkpoint's config and weights disagree")
+            raise CheckpointError(f"{path}: {what} tensor {name!r} is missing; {verdict}")
         if not isinstance(got, torch.Tensor):
             raise CheckpointError(f"{path}: {what} entry {name!r} is a {type(got).__name__}, not a tensor")
         if tuple(got.shape) != tuple(ref.shape):
-            raise CheckpointError(f"{path}: {what} tensor {name!r} has shape {tuple(got.shape)} but the checkpoint's "
-                                  f"config builds {tuple(ref.shape)}; the config and weights disagree")
+            raise CheckpointError(f"{path}: {what} tensor {name!r} has shape {tuple(got.shape)} but {builder} "
+                                  f"builds {tuple(ref.shape)}; {verdict}")
     extra = [k for k in state if k not in own]
     if extra:
-        raise CheckpointError(f"{path}: {what} tensor {extra[0]!r} is not part of the network its config builds; "
-                              "the config and weights disagree")
+        raise CheckpointError(f"{path}: {what} tensor {extra[0]!r} is not part of the network {builder} builds; "
+                              f"{verdict}")
     module.load_state_dict(state)

@@ -409,7 +409,7 @@ def _initial_weights(model: KoopmanAE, source: str | Path) -> dict[str, Any]:
     path = Path(source)
     path = path / "checkpoint.pt" if path.is_dir() else path
     ckpt = load_checkpoint(path, kind=CKPT_KIND)
-    load_state_checked(model, ckpt.get("model"), path, what="initial model")
+    load_state_checked(model, ckpt.get("model"), path, what="initial model", builder="this run's config")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return {"init_from": str(source), "sha256": digest, "step": int(ckpt.get("step", 0))}
 
