@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from skd.files.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
-from skd.evaluation.judge import JUDGE_KIND, file_sha256
+from skd.files.checkpoint import atomic_write_bytes, atomic_write_text, file_sha256, load_checkpoint, save_checkpoint
+from skd.evaluation.judge import JUDGE_KIND
 from skd.training.loop import CKPT_KIND
 
 RUN_FILES = ("config.json", "data.json", "metrics.jsonl", "command.txt", "result.json")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..data import data_config_from_spec, load_dataset
 from ..files.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
-from ..training.average import AVERAGED_KEY, average_checkpoints
-from ..training.resume import CKPT_KIND, checkpoint_config
+from ..training.average import average_checkpoints
+from ..training.resume import AVERAGED_KEY, CKPT_KIND, checkpoint_config
 from .common import command_line
 
 HELP = "average the weights of checkpoints of one run (SWA) into a model to evaluate"
@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     train, _ = load_dataset(data_cfg)
     res = average_checkpoints(files, out, train, bn_batches=args.bn_batches, seed=args.seed,
                               precision=args.precision)
-    ckpt = load_checkpoint(res.path, kind=CKPT_KIND)
-    atomic_write_text(out / "config.json", checkpoint_config(ckpt, res.path).to_json() + "\n")
+    atomic_write_text(out / "config.json", res.config.to_json() + "\n")
     meta = _source_run(files[0]) / "data.json"
     if meta.is_file():
         shutil.copyfile(meta, out / "data.json")

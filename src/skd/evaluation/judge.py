@@ -17,7 +17,6 @@ dataset's declared factors so that every dataset is scored the same way:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -30,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..files.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
+from ..files.checkpoint import (CheckpointError, atomic_write_text, file_sha256, load_checkpoint, load_state_checked,
+                                save_checkpoint)
 from ..config import ConfigError, about, DataConfig, _build, apply_overrides, check_device, check_finite
 from ..data.base import Factor, SequenceData
 from ..files.limits import check_allocation, format_bytes, module_bytes
@@ -166,14 +166,6 @@ def labelled_factors(data: SequenceData) -> tuple[Factor, ...]:
     if not facs:
         raise ValueError(f"dataset {data.name!r} has no labels: a judge needs labelled factors")
     return facs
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -8,6 +8,7 @@ which never unpickles arbitrary objects. A write that fails because the disk is 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import pickle
@@ -89,6 +90,15 @@ def atomic_write_bytes(path: str | Path, write, *, size_hint: int | None = None)
             raise full from err
         raise
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -1,8 +1,9 @@
 """Training objective of SKD (docs/METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
 
 L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig [+ w_crop·L_crop]
-[+ w_indep·L_indep], every term an MSE-type mean or a ratio in [0, 1]; L_crop (:mod:`skd.model.crop`)
-and L_indep (:mod:`skd.model.independence`) are ours, not the paper's, and off by default. ``compute_losses`` returns the total and a named breakdown.
+[+ w_indep·L_indep], every term an MSE-type mean or a ratio in [0, 1]; L_crop
+(:mod:`skd.model.crop`) and L_indep (:mod:`skd.model.independence`) are ours, not the paper's,
+and off by default. ``compute_losses`` returns the total and a named breakdown.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch.profiler import record_function
 from ..config import LossConfig
 from ..koopman import eig_sorted, select_static
 from .autoencoder import ModelOutput
-from .crop import crop_consistency, static_basis
+from .crop import crop_consistency
 from .independence import static_dynamic_dependence, static_projector
 from .precision import full_precision
 
@@ -102,15 +103,17 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
     total = cfg.w_rec * rec + cfg.w_pred * (pred_latent + pred_ambient) + cfg.w_eig * eig
     parts = {"rec": rec, "pred_latent": pred_latent, "pred_ambient": pred_ambient, "eig": eig}
     parts.update({k: v.to(rec.dtype) for k, v in eig_parts.items()})
-    if cfg.w_crop > 0 and out.z_crop is not None:
+    use_crop = cfg.w_crop > 0 and out.z_crop is not None
+    if use_crop or cfg.w_indep > 0:
+        with full_precision(out.C.device.type), record_function("static projector"):
+            projector = static_projector(out.C, cfg.static_size, cfg.static_criterion)  # None: no separable static set
+    if use_crop:
         with full_precision(out.C.device.type), record_function("crop consistency"):
-            basis = static_basis(out.C, cfg.static_size, cfg.static_criterion)  # None: no separable static set
-            crop = crop_consistency(out.z, out.z_crop, basis) if basis is not None else rec.new_zeros(())
+            crop = crop_consistency(out.z, out.z_crop, projector[0]) if projector is not None else rec.new_zeros(())
         total = total + cfg.w_crop * crop.to(rec.dtype)
         parts["crop"] = crop.to(rec.dtype)
     if cfg.w_indep > 0:
         with full_precision(out.C.device.type), record_function("independence"):
-            projector = static_projector(out.C, cfg.static_size, cfg.static_criterion)
             indep = (static_dynamic_dependence(out.z, projector, grad=cfg.indep_grad) if projector is not None
                      else rec.new_zeros(()))
         total = total + cfg.w_indep * indep.to(rec.dtype)

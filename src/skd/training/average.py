@@ -25,10 +25,10 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..config import Config, ConfigError, config_from_dict
 from ..data.base import SequenceData
 from ..files.checkpoint import CheckpointError, load_checkpoint
-
-AVERAGED_KEY = "averaged_from"  # checkpoint entry: the steps of the sources (absent in training checkpoints)
+from .resume import AVERAGED_KEY, CKPT_KIND, config_diff
 
 
 def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -67,7 +67,7 @@ class Sources:
 
     steps: tuple[int, ...]
     paths: tuple[Path, ...]
-    config: dict[str, Any]
+    config: Config  # the latest source's
 
 
 def read_sources(paths: Iterable[str | Path], kind: str) -> tuple[Sources, list[dict[str, torch.Tensor]]]:
@@ -98,21 +98,17 @@ def read_sources(paths: Iterable[str | Path], kind: str) -> tuple[Sources, list[
         raise CheckpointError(f"averaging needs checkpoints of at least two steps, got only step {loaded[0][0]}")
     steps = [s for s, _, _ in loaded]
     ref_path, ref = loaded[-1][1], _resolved(loaded[-1][2]["config"], loaded[-1][1])
-    for _, p, ck in loaded:
-        own = _resolved(ck["config"], p)  # keys added to the config since an older checkpoint take their defaults
-        diff = sorted(f"{sec}.{k}" for sec in ref if sec != "train" and isinstance(ref[sec], dict)
-                      for k in set(ref[sec]) | set(own.get(sec, {})) if ref[sec].get(k) != own.get(sec, {}).get(k))
+    for _, p, ck in loaded:  # keys added to the config since an older checkpoint take their defaults
+        diff = config_diff(ref, _resolved(ck["config"], p), skip=("train",))
         if diff:
-            raise CheckpointError(f"{p} and {ref_path} differ in [{diff[0]}]: only checkpoints of one run can be averaged")
-    sources = Sources(tuple(steps), tuple(p for _, p, _ in loaded), ref)  # the config, resolved
+            raise CheckpointError(f"{p} and {ref_path} differ in [{diff[0][0]}]: only checkpoints of one run can be averaged")
+    sources = Sources(tuple(steps), tuple(p for _, p, _ in loaded), ref)
     return sources, [ck["model"] for _, _, ck in loaded]
 
 
-def _resolved(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    from ..config import ConfigError, config_from_dict
-
+def _resolved(config: dict[str, Any], path: Path) -> Config:
     try:
-        return config_from_dict(config).to_dict()
+        return config_from_dict(config)
     except ConfigError as e:
         raise CheckpointError(f"{path}: the config stored in the checkpoint is invalid ({e})") from e
 
@@ -162,6 +158,7 @@ class AverageResult:
     """What :func:`average_checkpoints` wrote."""
 
     path: Path  # OUT/checkpoint.pt
+    config: Config  # the config written with it (the latest source's)
     steps: tuple[int, ...]  # the averaged checkpoints' steps, ascending
     bn_sequences: int  # training sequences run to measure the BatchNorm statistics
 
@@ -176,16 +173,14 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path, data: 
     written checkpoint holds the weights, the config of the latest source and the source steps;
     it has no optimizer state and cannot be resumed.
     """
-    from ..config import config_from_dict
     from ..files.checkpoint import save_checkpoint
     from ..model.precision import apply_plan, reset_plan, resolve_plan
     from .loop import build_model
-    from .resume import CKPT_KIND
 
     if bn_batches < 1:
         raise ValueError(f"--bn-batches={bn_batches} must be >= 1")
     sources, states = read_sources(paths, CKPT_KIND)
-    cfg = config_from_dict(sources.config)
+    cfg = sources.config
     model = build_model(cfg)
     model.load_state_dict(average_states(states))
     if tuple(data.frame_shape) != tuple(model.frame_shape):
@@ -199,5 +194,5 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path, data: 
     state = {"model": {k: v.contiguous() for k, v in model.state_dict().items()}, "step": sources.steps[-1],
              AVERAGED_KEY: list(sources.steps), "bn_sequences": seen}
     out = Path(out_dir) / "checkpoint.pt"
-    save_checkpoint(out, kind=CKPT_KIND, config=sources.config, state=state)
-    return AverageResult(out, sources.steps, seen)
+    save_checkpoint(out, kind=CKPT_KIND, config=cfg.to_dict(), state=state)
+    return AverageResult(out, cfg, sources.steps, seen)

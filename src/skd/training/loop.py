@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from . import distributed as D
-from ..files.checkpoint import atomic_write_text, load_checkpoint, load_state_checked, save_checkpoint
+from ..files.checkpoint import atomic_write_text, file_sha256, load_checkpoint, load_state_checked, save_checkpoint
 from ..config import Config, ConfigError, TrainConfig, about, resolve_model_config
 from ..data.base import SequenceData
 from ..files.limits import check_allocation, format_bytes, module_bytes
@@ -404,14 +404,11 @@ def _build(cfg: Config, ctx: RunContext) -> tuple[KoopmanAE, ExecutionPlan, torc
 
 def _initial_weights(model: KoopmanAE, source: str | Path) -> dict[str, Any]:
     """Load the weights of ``source`` (checkpoint file or run folder) into ``model``; what was loaded."""
-    import hashlib
-
     path = Path(source)
     path = path / "checkpoint.pt" if path.is_dir() else path
     ckpt = load_checkpoint(path, kind=CKPT_KIND)
     load_state_checked(model, ckpt.get("model"), path, what="initial model", builder="this run's config")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"init_from": str(source), "sha256": digest, "step": int(ckpt.get("step", 0))}
+    return {"init_from": str(source), "sha256": file_sha256(path), "step": int(ckpt.get("step", 0))}
 
 
 def _begin(cfg: Config, data: SequenceData, run_dir: Path, ctx: RunContext, resume: bool) -> None:

@@ -21,6 +21,7 @@ from ..config import Config, ConfigError, apply_overrides, config_from_dict
 
 log = logging.getLogger(__name__)
 CKPT_KIND = "koopman-ae"
+AVERAGED_KEY = "averaged_from"  # in checkpoints written by skd average: the source steps (no optimizer state)
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: Path) -> Config:
@@ -129,7 +130,7 @@ def resume_point(cfg: Config, run_dir: Path, world: D.WorldInfo) -> tuple[Config
                         "from step 0 with its config.json", run_dir)
         return _resumed_config(_read_run_config(json_path), cfg), None
     ckpt = load_checkpoint(ckpt_path, kind=CKPT_KIND)
-    if "averaged_from" in ckpt:  # skd.training.average.AVERAGED_KEY: weights only, no optimizer state
+    if AVERAGED_KEY in ckpt:  # weights only
         raise CheckpointError(f"{ckpt_path} is an average of checkpoints (skd average) and holds no optimizer "
                               "state; resume the run it was averaged from, then average again")
     saved = checkpoint_config(ckpt, ckpt_path)
