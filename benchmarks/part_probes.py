@@ -6,7 +6,10 @@ part (time mean of z_S, k numbers) and its dynamic trajectory (z − z_S over al
 numbers). A logistic regression per factor, 3-fold cross-validated, reads the factor from each
 part. A disentangled model reads the appearance from the static part only and the action from
 the dynamic part only; the static/dynamic dependence L_indep (skd.model.independence, debiased
-linear CKA) is printed too, per batch of 32 and of ``--batch-size``.
+linear CKA) is printed too, per batch of 32 and of ``--batch-size``, and so is the swap round
+trip that L_swap (skd.model.swap) trains: each sequence of a batch gets its neighbour's static
+part, is decoded and encoded again, and 1 − R² says how much of the donor's static part and of
+its own dynamic part the re-encoded swap misses (0 = a perfect round trip).
 
     python benchmarks/part_probes.py --run weights/sprites --data data/sprites
 """
@@ -38,6 +41,27 @@ def parts_of(model, cfg, x: torch.Tensor, batch_size: int) -> tuple[np.ndarray, 
         dyn.append((zb - zs).flatten(1))
         dep.append(float(static_dynamic_dependence(zb, proj)))
     return torch.cat(stat).numpy(), torch.cat(dyn).numpy(), dep
+
+
+def round_trip(model, cfg, x: torch.Tensor, batch_size: int) -> dict[str, float]:
+    """Mean swap round-trip misses {static, dynamic} (1 − R² each) over batches of ``batch_size``."""
+    from skd.koopman import fit_koopman
+    from skd.model.independence import static_projector
+    from skd.model.swap import swap_consistency, swap_partner, swapped_latents
+    from skd.pipelines.ops import decode, encode
+
+    static, both = [], []
+    for i in range(0, len(x) - batch_size + 1, batch_size):
+        z = encode(model, x[i : i + batch_size])  # (B, T, k)
+        C = fit_koopman(z, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
+        proj = static_projector(C, cfg.loss.static_size, cfg.loss.static_criterion)
+        if proj is None:
+            continue
+        partner = swap_partner(len(z))
+        z_cycle = encode(model, decode(model, swapped_latents(z, proj, partner)))
+        static.append(float(swap_consistency(z, z_cycle, proj, partner, target="static")))
+        both.append(float(swap_consistency(z, z_cycle, proj, partner)))
+    return {"static": float(np.mean(static)), "dynamic": float(np.mean(both) - np.mean(static))}
 
 
 def probe(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
@@ -82,10 +106,13 @@ def main() -> None:
         rows[name] = {"static": probe(stat, y, args.seed), "dynamic": probe(dyn, y, args.seed), "chance": chance}
         r = rows[name]
         print(f"| {name} | {100 * r['static']:.1f} % | {100 * r['dynamic']:.1f} % | {100 * chance:.1f} % |")
+    trip = round_trip(model, cfg, x, args.batch_size)
     out = {"run": args.run, "n": n, "batch_size": args.batch_size, "probes": rows,
-           "indep": {"batch": float(np.mean(dep)), "batch32": float(np.mean(dep32))}}
+           "indep": {"batch": float(np.mean(dep)), "batch32": float(np.mean(dep32))}, "round_trip": trip}
     print(f"L_indep (debiased linear CKA, static code vs dynamic trajectory): {out['indep']['batch']:.3f} per batch of "
           f"{args.batch_size}, {out['indep']['batch32']:.3f} per batch of 32")
+    print(f"swap round trip, 1 − R² of the donor's static part / of the own dynamic part: {trip['static']:.3f} / "
+          f"{trip['dynamic']:.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

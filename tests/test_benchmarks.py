@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +114,4 @@ def test_part_probes_reads_every_factor_from_both_parts(tmp_path) -> None:
     assert res["n"] == 96 and set(res["probes"]) == {"shape", "color", "size", "background", "motion"}
     assert all(0 <= r[p] <= 1 for r in res["probes"].values() for p in ("static", "dynamic", "chance"))
     assert "| motion |" in proc.stdout and -1 <= res["indep"]["batch"] <= 1
+    assert all(v >= 0 and np.isfinite(v) for v in res["round_trip"].values()) and "swap round trip" in proc.stdout

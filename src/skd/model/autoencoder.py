@@ -12,7 +12,9 @@ from ..config import ModelConfig
 from ..koopman import fit_koopman, predict_latents
 from .nets.conv import ConvDecoder, ConvEncoder
 from .nets.mlp import MLPDecoder, MLPEncoder
+from .independence import static_projector
 from .precision import frame_autocast, full_precision
+from .swap import swap_partner, swapped_latents
 
 
 @dataclass
@@ -25,6 +27,9 @@ class ModelOutput:
     x_rec: torch.Tensor  # (B, T, ...) decode of (dropout) z
     x_pred: torch.Tensor  # (B, T, ...) decode of z_pred
     z_crop: torch.Tensor | None = None  # (B, L, k) latents of crops encoded on their own (loss.w_crop)
+    projector: tuple[torch.Tensor, torch.Tensor] | None = None  # (k, s), (s, k) static projector of C (loss.w_swap)
+    partner: torch.Tensor | None = None  # (B,) static donor of each swapped sequence (loss.w_swap)
+    z_cycle: torch.Tensor | None = None  # (B, T, k) latents of the decoded swaps encoded again (loss.w_swap)
 
 
 class TemporalLSTM(nn.Module):
@@ -79,7 +84,7 @@ class KoopmanAE(nn.Module):
         # how the frame networks run (set by skd.model.precision.apply_plan; not part of the state)
         self.frame_autocast: torch.dtype | None = None
         self.channels_last = False
-        # one decoder pass for reconstruction + prediction (decode_pair): exact, but measured 0.97× on
+        # one decoder pass for reconstruction + prediction (decode_many): exact, but measured 0.97× on
         # CPU (benchmarks/train_speed.py), so off by default
         self.fuse_decode = False
 
@@ -109,15 +114,14 @@ class KoopmanAE(nn.Module):
         """(B, T, k) -> (B, T, *frame)."""
         return self._decode_stacked([z])[0]
 
-    def decode_pair(self, za: torch.Tensor, zb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(decode(za), decode(zb))``, in one pass over the stacked batch when ``fuse_decode`` is
+    def decode_many(self, *zs: torch.Tensor) -> list[torch.Tensor]:
+        """``[decode(z) for z in zs]``, in one pass over the stacked batch when ``fuse_decode`` is
         set and the frame decoder supports it (ours do: BatchNorm statistics stay per batch, so the
-        values are those of two calls); otherwise two calls. (B, T, k) each.
+        values are those of separate calls); otherwise one call each. (B, T, k) each.
         """
         if not self.fuse_decode or not getattr(self.frame_decoder, "supports_groups", False):
-            return self.decode(za), self.decode(zb)
-        xa, xb = self._decode_stacked([za, zb])
-        return xa, xb
+            return [self.decode(z) for z in zs]
+        return self._decode_stacked(list(zs))
 
     def _decode_stacked(self, zs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Decode equal-shaped (B, T, k) latents with one LSTM and one frame-decoder call."""
@@ -139,10 +143,13 @@ class KoopmanAE(nn.Module):
         rcond: float = 1e-10,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
         crops: torch.Tensor | None = None,
+        swap: tuple[int, str] | None = None,
     ) -> ModelOutput:
         """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`).
         ``crops`` (B, L, *frame): short crops of x, encoded on their own for the crop-consistency
         loss (:mod:`skd.model.crop`); their latents are ``z_crop``.
+        ``swap`` (static_size, static_criterion): also decode the batch's swaps under this batch's
+        eigen split and encode them again, for the swap-consistency loss (:mod:`skd.model.swap`).
         """
         z = self.encode(x)  # (B, T, k)
         z_crop = self.encode(crops) if crops is not None else None  # (B, L, k)
@@ -150,5 +157,14 @@ class KoopmanAE(nn.Module):
         with full_precision(x.device.type), record_function("koopman fit"):
             C = fit_koopman(z, ridge=ridge, rcond=rcond, reduce=reduce)  # (k, k) float64
             z_pred = predict_latents(z, C)  # (B, T, k)
-        x_rec, x_pred = self.decode_pair(self.dropout(z), z_pred)
-        return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop)
+        projector = None
+        if swap is not None:
+            with full_precision(x.device.type), record_function("static projector"):
+                projector = static_projector(C, *swap)  # None: no separable static set, no swap this step
+        if projector is None:
+            x_rec, x_pred = self.decode_many(self.dropout(z), z_pred)
+            return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop)
+        partner = swap_partner(z.shape[0])
+        x_rec, x_pred, x_swap = self.decode_many(self.dropout(z), z_pred, swapped_latents(z, projector, partner))
+        return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop,
+                           projector=projector, partner=partner, z_cycle=self.encode(x_swap))

@@ -17,6 +17,7 @@ from .autoencoder import ModelOutput
 from .crop import crop_consistency
 from .independence import static_dynamic_dependence, static_projector
 from .precision import full_precision
+from .swap import swap_consistency
 
 _DYNAMIC = ("real", "thresh", "strict", "ball")
 
@@ -104,7 +105,8 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
     parts = {"rec": rec, "pred_latent": pred_latent, "pred_ambient": pred_ambient, "eig": eig}
     parts.update({k: v.to(rec.dtype) for k, v in eig_parts.items()})
     use_crop = cfg.w_crop > 0 and out.z_crop is not None
-    if use_crop or cfg.w_indep > 0:
+    projector = out.projector  # computed by the forward pass when it decoded swaps
+    if (use_crop or cfg.w_indep > 0) and projector is None:
         with full_precision(out.C.device.type), record_function("static projector"):
             projector = static_projector(out.C, cfg.static_size, cfg.static_criterion)  # None: no separable static set
     if use_crop:
@@ -118,4 +120,10 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
                      else rec.new_zeros(()))
         total = total + cfg.w_indep * indep.to(rec.dtype)
         parts["indep"] = indep.to(rec.dtype)
+    if cfg.w_swap > 0:
+        with full_precision(out.C.device.type), record_function("swap consistency"):
+            swap = (swap_consistency(out.z, out.z_cycle, out.projector, out.partner, target=cfg.swap_target)
+                    if out.z_cycle is not None else rec.new_zeros(()))  # no separable static set this step
+        total = total + cfg.w_swap * swap.to(rec.dtype)
+        parts["swap"] = swap.to(rec.dtype)
     return total, parts
