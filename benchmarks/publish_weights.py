@@ -7,7 +7,9 @@ A run keeps everything ``skd train --resume`` needs (checkpoint with optimizer a
 config.json, data.json, metrics.jsonl, command.txt), so training continues exactly from the
 published file. The data path stored in the run is replaced by ``--data-path`` (default
 ``data/sprites``, where the README builds the benchmark), so that a fresh clone resumes after
-``skd data sprites --out data/sprites``; nothing else in the checkpoint changes. Every file is
+``skd data sprites --out data/sprites``; nothing else in the checkpoint changes. Published from a
+training that is still running, the metrics stop at the checkpoint's step and a ``result.json``
+of an earlier stop is left out. Every file is
 written atomically and must stay within ``--max-mb`` (25 MB); the script prints the sha256 of
 each file for the model card.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from skd.files.checkpoint import atomic_write_bytes, atomic_write_text, file_sha256, load_checkpoint, save_checkpoint
 from skd.evaluation.judge import JUDGE_KIND
 from skd.training.loop import CKPT_KIND
+from skd.training.resume import truncate_metrics
 
 RUN_FILES = ("config.json", "data.json", "metrics.jsonl", "command.txt", "result.json")
 JUDGE_FILES = ("judge.json",)
@@ -38,9 +41,13 @@ def publish(src: Path, dst: Path, data_path: str, max_mb: float) -> list[Path]:
         config["data"]["path"] = data_path
         for key in ("format", "version", "kind"):
             ckpt.pop(key)
+        step = int(ckpt["step"])
         written = [save_checkpoint(dst / "checkpoint.pt", kind=CKPT_KIND, config=config, state=ckpt)]
         for name in RUN_FILES:
             if not (src / name).is_file():
+                continue
+            if name == "result.json" and json.loads((src / name).read_text()).get("step") != step:
+                (dst / name).unlink(missing_ok=True)  # a training still running: its result is of an older stop
                 continue
             if name == "config.json":
                 cfg = json.loads((src / name).read_text())
@@ -53,6 +60,8 @@ def publish(src: Path, dst: Path, data_path: str, max_mb: float) -> list[Path]:
                 written.append(atomic_write_text(dst / name, text.replace(str(src), str(dst))))
             else:
                 _copy(src / name, dst / name)
+                if name == "metrics.jsonl":  # lines logged after the checkpoint by a training still running
+                    truncate_metrics(dst / name, step)
                 written.append(dst / name)
     elif (src / "judge.pt").is_file():
         load_checkpoint(src / "judge.pt", kind=JUDGE_KIND)  # refuse anything that is not a safe judge

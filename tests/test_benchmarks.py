@@ -115,3 +115,28 @@ def test_part_probes_reads_every_factor_from_both_parts(tmp_path) -> None:
     assert all(0 <= r[p] <= 1 for r in res["probes"].values() for p in ("static", "dynamic", "chance"))
     assert "| motion |" in proc.stdout and -1 <= res["indep"]["batch"] <= 1
     assert all(v >= 0 and np.isfinite(v) for v in res["round_trip"].values()) and "swap round trip" in proc.stdout
+
+
+def test_publish_weights_from_a_running_training_stops_at_the_checkpoint(tmp_path) -> None:
+    import dataclasses
+
+    from conftest import tiny_config
+    from skd.data import load_dataset
+    from skd.training.loop import train
+
+    cfg = tiny_config(max_steps=4, checkpoint_every=2)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path="shapes"))
+    run = tmp_path / "run"
+    train(cfg, run, load_dataset(cfg.data)[0], progress=False)
+    assert json.loads((run / "result.json").read_text())["step"] == 4
+    # as a running training looks between checkpoints: metrics past the checkpoint, an older result
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 5, "loss": 1.0}) + "\n")
+    (run / "result.json").write_text(json.dumps({"step": 2}))
+    dst = tmp_path / "published"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "publish_weights.py"), str(run), str(dst),
+                           "--data-path", "data/shapes"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in (dst / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 4 and not (dst / "result.json").exists()
+    assert json.loads((dst / "config.json").read_text())["data"]["path"] == "data/shapes"
