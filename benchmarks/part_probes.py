@@ -50,7 +50,7 @@ def round_trip(model, cfg, x: torch.Tensor, batch_size: int) -> dict[str, float]
     from skd.model.swap import swap_consistency, swap_partner, swapped_latents
     from skd.pipelines.ops import decode, encode
 
-    static, both = [], []
+    static, dynamic = [], []
     for i in range(0, len(x) - batch_size + 1, batch_size):
         z = encode(model, x[i : i + batch_size])  # (B, T, k)
         C = fit_koopman(z, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond)
@@ -59,9 +59,10 @@ def round_trip(model, cfg, x: torch.Tensor, batch_size: int) -> dict[str, float]
             continue
         partner = swap_partner(len(z))
         z_cycle = encode(model, decode(model, swapped_latents(z, proj, partner)))
-        static.append(float(swap_consistency(z, z_cycle, proj, partner, target="static")))
-        both.append(float(swap_consistency(z, z_cycle, proj, partner)))
-    return {"static": float(np.mean(static)), "dynamic": float(np.mean(both) - np.mean(static))}
+        miss = swap_consistency(z, z_cycle, proj, partner)
+        static.append(float(miss.static))
+        dynamic.append(float(miss.dynamic))
+    return {"static": float(np.mean(static)), "dynamic": float(np.mean(dynamic))}
 
 
 def probe(features: np.ndarray, labels: np.ndarray, seed: int) -> float:

@@ -27,9 +27,9 @@ class ModelOutput:
     x_rec: torch.Tensor  # (B, T, ...) decode of (dropout) z
     x_pred: torch.Tensor  # (B, T, ...) decode of z_pred
     z_crop: torch.Tensor | None = None  # (B, L, k) latents of crops encoded on their own (loss.w_crop)
-    projector: tuple[torch.Tensor, torch.Tensor] | None = None  # (k, s), (s, k) static projector of C (loss.w_swap)
-    partner: torch.Tensor | None = None  # (B,) static donor of each swapped sequence (loss.w_swap)
-    z_cycle: torch.Tensor | None = None  # (B, T, k) latents of the decoded swaps encoded again (loss.w_swap)
+    projector: tuple[torch.Tensor, torch.Tensor] | None = None  # (k, s), (s, k) static projector of C (loss.w_swap_*)
+    partner: torch.Tensor | None = None  # (B,) static donor of each swapped sequence (loss.w_swap_*)
+    z_cycle: torch.Tensor | None = None  # (B, T, k) latents of the decoded swaps encoded again (loss.w_swap_*)
 
 
 class TemporalLSTM(nn.Module):

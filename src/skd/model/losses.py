@@ -17,7 +17,7 @@ from .autoencoder import ModelOutput
 from .crop import crop_consistency
 from .independence import static_dynamic_dependence, static_projector
 from .precision import full_precision
-from .swap import swap_consistency
+from .swap import SwapMiss, swap_consistency
 
 _DYNAMIC = ("real", "thresh", "strict", "ball")
 
@@ -120,10 +120,13 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
                      else rec.new_zeros(()))
         total = total + cfg.w_indep * indep.to(rec.dtype)
         parts["indep"] = indep.to(rec.dtype)
-    if cfg.w_swap > 0:
+    if cfg.w_swap_static > 0 or cfg.w_swap_dynamic > 0:
         with full_precision(out.C.device.type), record_function("swap consistency"):
-            swap = (swap_consistency(out.z, out.z_cycle, out.projector, out.partner, target=cfg.swap_target)
-                    if out.z_cycle is not None else rec.new_zeros(()))  # no separable static set this step
-        total = total + cfg.w_swap * swap.to(rec.dtype)
-        parts["swap"] = swap.to(rec.dtype)
+            if out.z_cycle is not None:
+                miss = swap_consistency(out.z, out.z_cycle, out.projector, out.partner)
+            else:  # no separable static set this step: nothing was swapped
+                miss = SwapMiss(rec.new_zeros(()), rec.new_zeros(()))
+        total = total + cfg.w_swap_static * miss.static.to(rec.dtype) + cfg.w_swap_dynamic * miss.dynamic.to(rec.dtype)
+        parts["swap_static"] = miss.static.to(rec.dtype)
+        parts["swap_dynamic"] = miss.dynamic.to(rec.dtype)
     return total, parts

@@ -18,17 +18,28 @@ each a mean over the batch of the squared error divided by the spread of its tar
 batch (1 − R², as in :mod:`skd.model.crop`): scale-free, and not lowered by shrinking a part to
 a constant. The targets are held constant (no gradient), so the term moves the decoder and the
 encoder's reading of swapped frames, never the codes it is compared against.
-``loss.swap_target = "static"`` keeps only the static target: the decoder must then draw
-whatever the donor's static part says, and cannot take it from the dynamic coordinates.
+The two targets have their own weights, ``loss.w_swap_static`` and ``loss.w_swap_dynamic``. The
+static one makes the decoder draw whatever the donor's static part says instead of what a copy
+in the dynamic coordinates says; the dynamic one makes the encoder keep out of the dynamic part
+what a swap replaces, which it can do by thinning the static part as well (measured on Sprites
+in docs/ABLATIONS.md, "Swap consistency").
 
 A rendered swap that reads back as its two sources is what Protocols A and B measure with a
 judge in place of the encoder; the term is label-free and needs no second model.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-SWAP_TARGETS = ("both", "static")
+
+class SwapMiss(NamedTuple):
+    """The two terms of L_swap, 0-dim tensors: 1 − R² of the donor's static part and of the own
+    dynamic part in the re-encoded swaps."""
+
+    static: torch.Tensor
+    dynamic: torch.Tensor
 
 
 def swap_partner(batch: int) -> torch.Tensor:
@@ -62,17 +73,14 @@ def _unexplained(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def swap_consistency(z: torch.Tensor, z_cycle: torch.Tensor, projector: tuple[torch.Tensor, torch.Tensor],
-                     partner: torch.Tensor, *, target: str = "both") -> torch.Tensor:
-    """L_swap (module docstring) for latents z (B, T, k), the re-encoded swap z' (B, T, k) and π (B,).
+                     partner: torch.Tensor) -> SwapMiss:
+    """The two terms of L_swap (module docstring) for latents z (B, T, k), the re-encoded swaps
+    z' (B, T, k) and π (B,).
 
     Computed in float64, returned in z_cycle's dtype; differentiable in z_cycle only (the
     targets built from z are constants).
     """
-    if target not in SWAP_TARGETS:
-        raise ValueError(f"target={target!r} must be one of {SWAP_TARGETS}")
     zs, zd = split_parts(z.detach(), projector)
     cs, cd = split_parts(z_cycle, projector)
-    loss = _unexplained(cs.mean(1), zs.mean(1)[partner.to(z.device)])
-    if target == "both":
-        loss = loss + _unexplained(cd, zd)
-    return loss.to(z_cycle.dtype)
+    static = _unexplained(cs.mean(1), zs.mean(1)[partner.to(z.device)])
+    return SwapMiss(static.to(z_cycle.dtype), _unexplained(cd, zd).to(z_cycle.dtype))

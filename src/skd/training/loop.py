@@ -500,7 +500,8 @@ def _train_step(fit: _Fit, x: torch.Tensor, cfg: Config, step: int, ctx: RunCont
     if cfg.loss.w_crop > 0:  # a fixed draw per (seed, rank, step): resumed runs crop the same frames
         gen = torch.Generator().manual_seed(rank_seed(cfg.train.seed + step, ctx.world.rank))
         crops = take_crops(x, loud_crop_starts(x, cfg.loss.crop_frames, gen), cfg.loss.crop_frames)
-    swap = (cfg.loss.static_size, cfg.loss.static_criterion) if cfg.loss.w_swap > 0 else None
+    lc = cfg.loss
+    swap = (lc.static_size, lc.static_criterion) if lc.w_swap_static > 0 or lc.w_swap_dynamic > 0 else None
     out = fit.net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=fit.reduce, crops=crops, swap=swap)
     total, parts = compute_losses(x, out, cfg.loss)
     ok, values = ctx.agree(total, parts)
