@@ -25,7 +25,7 @@ from skd.evaluation.judge import JUDGE_KIND
 from skd.training.loop import CKPT_KIND
 from skd.training.resume import truncate_metrics
 
-RUN_FILES = ("config.json", "data.json", "metrics.jsonl", "command.txt", "result.json")
+RUN_FILES = ("config.json", "data.json", "metrics.jsonl", "command.txt", "result.json", "init.json")
 JUDGE_FILES = ("judge.json",)
 
 
