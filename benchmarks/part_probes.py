@@ -62,6 +62,8 @@ def round_trip(model, cfg, x: torch.Tensor, batch_size: int) -> dict[str, float]
         miss = swap_consistency(z, z_cycle, proj, partner)
         static.append(float(miss.static))
         dynamic.append(float(miss.dynamic))
+    if not static:
+        raise SystemExit(f"no batch has a separable static set (loss.static_size={cfg.loss.static_size})")
     return {"static": float(np.mean(static)), "dynamic": float(np.mean(dynamic))}
 
 

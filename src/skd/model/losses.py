@@ -1,9 +1,9 @@
 """Training objective of SKD (docs/METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
 
 L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig [+ w_crop·L_crop]
-[+ w_indep·L_indep], every term an MSE-type mean or a ratio in [0, 1]; L_crop
-(:mod:`skd.model.crop`) and L_indep (:mod:`skd.model.independence`) are ours, not the paper's,
-and off by default. ``compute_losses`` returns the total and a named breakdown.
+[+ w_indep·L_indep] [+ w_swap_static·L_swap,S + w_swap_dynamic·L_swap,D], every term an MSE-type
+mean or a ratio; L_crop (:mod:`skd.model.crop`), L_indep (:mod:`skd.model.independence`) and
+L_swap (:mod:`skd.model.swap`) are ours, not the paper's, and off by default. ``compute_losses`` returns the total and a named breakdown.
 """
 from __future__ import annotations
 
