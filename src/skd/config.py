@@ -134,13 +134,14 @@ class LossConfig:
     indep_grad: Literal["both", "dynamic"] = "both"  # which part L_indep moves: both, or only the dynamic trajectory
     w_swap_static: float = 0.0  # swap consistency (skd.model.swap): a decoded swap, encoded again, holds the donor's static part
     w_swap_dynamic: float = 0.0  # ... and its own dynamic part
+    w_swap_back: float = 0.0  # ... and the swaps' parts put back together decode to the real frames (MSE)
 
     def __post_init__(self) -> None:
         check_finite(self, "loss")
         if self.static_size < 0:
             raise ConfigError(f"loss.static_size={self.static_size} must be >= 0")
         if min(self.w_rec, self.w_pred, self.w_eig, self.w_crop, self.w_indep, self.w_swap_static,
-               self.w_swap_dynamic) < 0:
+               self.w_swap_dynamic, self.w_swap_back) < 0:
             raise ConfigError("loss weights must be >= 0")
         if self.ridge < 0:
             raise ConfigError(f"loss.ridge={self.ridge} must be >= 0")

@@ -14,7 +14,7 @@ from .nets.conv import ConvDecoder, ConvEncoder
 from .nets.mlp import MLPDecoder, MLPEncoder
 from .independence import static_projector
 from .precision import frame_autocast, full_precision
-from .swap import swap_partner, swapped_latents
+from .swap import swap_back_latents, swap_partner, swapped_latents
 
 
 @dataclass
@@ -30,6 +30,7 @@ class ModelOutput:
     projector: tuple[torch.Tensor, torch.Tensor] | None = None  # (k, s), (s, k) static projector of C (loss.w_swap_*)
     partner: torch.Tensor | None = None  # (B,) static donor of each swapped sequence (loss.w_swap_*)
     z_cycle: torch.Tensor | None = None  # (B, T, k) latents of the decoded swaps encoded again (loss.w_swap_*)
+    x_back: torch.Tensor | None = None  # (B, T, ...) decode of the swaps' parts put back together (loss.w_swap_back)
 
 
 class TemporalLSTM(nn.Module):
@@ -144,12 +145,14 @@ class KoopmanAE(nn.Module):
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
         crops: torch.Tensor | None = None,
         swap: tuple[int, str] | None = None,
+        swap_back: bool = False,
     ) -> ModelOutput:
         """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`).
         ``crops`` (B, L, *frame): short crops of x, encoded on their own for the crop-consistency
         loss (:mod:`skd.model.crop`); their latents are ``z_crop``.
         ``swap`` (static_size, static_criterion): also decode the batch's swaps under this batch's
-        eigen split and encode them again, for the swap-consistency loss (:mod:`skd.model.swap`).
+        eigen split and encode them again, for the swap-consistency loss (:mod:`skd.model.swap`);
+        with ``swap_back``, also decode their parts put back together (``x_back``, for L_back).
         """
         z = self.encode(x)  # (B, T, k)
         z_crop = self.encode(crops) if crops is not None else None  # (B, L, k)
@@ -166,5 +169,7 @@ class KoopmanAE(nn.Module):
             return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop)
         partner = swap_partner(z.shape[0])
         x_rec, x_pred, x_swap = self.decode_many(self.dropout(z), z_pred, swapped_latents(z, projector, partner))
+        z_cycle = self.encode(x_swap)  # (B, T, k)
+        x_back = self.decode(swap_back_latents(z_cycle, projector, partner)) if swap_back else None
         return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop,
-                           projector=projector, partner=partner, z_cycle=self.encode(x_swap))
+                           projector=projector, partner=partner, z_cycle=z_cycle, x_back=x_back)

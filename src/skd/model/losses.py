@@ -1,7 +1,7 @@
 """Training objective of SKD (docs/METHOD.md §2; paper Eq. 3-4 and Sec. 3.2).
 
 L = w_rec·L_rec + w_pred·(L_pred_latent + L_pred_ambient) + w_eig·L_eig [+ w_crop·L_crop]
-[+ w_indep·L_indep] [+ w_swap_static·L_swap,S + w_swap_dynamic·L_swap,D], every term an MSE-type
+[+ w_indep·L_indep] [+ w_swap_static·L_swap,S + w_swap_dynamic·L_swap,D + w_swap_back·L_back], every term an MSE-type
 mean or a ratio; L_crop (:mod:`skd.model.crop`), L_indep (:mod:`skd.model.independence`) and
 L_swap (:mod:`skd.model.swap`) are ours, not the paper's, and off by default. ``compute_losses`` returns the total and a named breakdown.
 """
@@ -129,4 +129,9 @@ def compute_losses(x: torch.Tensor, out: ModelOutput, cfg: LossConfig) -> tuple[
         total = total + cfg.w_swap_static * miss.static.to(rec.dtype) + cfg.w_swap_dynamic * miss.dynamic.to(rec.dtype)
         parts["swap_static"] = miss.static.to(rec.dtype)
         parts["swap_dynamic"] = miss.dynamic.to(rec.dtype)
+    if cfg.w_swap_back > 0:
+        with record_function("swap back"):
+            back = F.mse_loss(out.x_back, x) if out.x_back is not None else rec.new_zeros(())  # None: nothing swapped
+        total = total + cfg.w_swap_back * back.to(rec.dtype)
+        parts["swap_back"] = back.to(rec.dtype)
     return total, parts

@@ -26,6 +26,17 @@ in docs/ABLATIONS.md, "Swap consistency").
 
 A rendered swap that reads back as its two sources is what Protocols A and B measure with a
 judge in place of the encoder; the term is label-free and needs no second model.
+
+Swapping back (``loss.w_swap_back``) closes the loop in pixel space. Sequence b's static part went
+to the swap j = π⁻¹(b); the dynamic part of b's own swap and the static part of swap j, both read
+back by the encoder, are put together again and decoded:
+
+    x̂_b = dec(z'_D,b + z'_S,π⁻¹(b)),      L_back = MSE(x̂, x)                         (swap back)
+
+against the real frames x. Unlike the latent targets, this one cannot be met by an encoder that
+reads a swap loosely: if a swap rendered the donor's appearance only in part, or its dynamic part
+carries the appearance it was rendered with, the character comes back in the wrong colours and
+the pixels say so. Gradients flow through both swaps, the encoder and the decoder.
 """
 from __future__ import annotations
 
@@ -60,6 +71,16 @@ def swapped_latents(z: torch.Tensor, projector: tuple[torch.Tensor, torch.Tensor
     """z̃ = z_D + z_S[π] (B, T, k) in z's dtype; differentiable in z."""
     zs, zd = split_parts(z, projector)
     return (zd + zs[partner.to(z.device)]).to(z.dtype)
+
+
+def swap_back_latents(z_cycle: torch.Tensor, projector: tuple[torch.Tensor, torch.Tensor],
+                      partner: torch.Tensor) -> torch.Tensor:
+    """ẑ (B, T, k) in z_cycle's dtype: sequence b's own re-encoded dynamic part plus the re-encoded
+    static part of the swap that took b's static part (index π⁻¹(b)); the latents of x̂ in
+    ``L_back`` (module docstring). A perfect round trip gives back z exactly."""
+    cs, cd = split_parts(z_cycle, projector)
+    inverse = torch.argsort(partner.to(z_cycle.device))  # π⁻¹: swap inverse[b] holds b's static part
+    return (cd + cs[inverse]).to(z_cycle.dtype)
 
 
 def _unexplained(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -501,8 +501,10 @@ def _train_step(fit: _Fit, x: torch.Tensor, cfg: Config, step: int, ctx: RunCont
         gen = torch.Generator().manual_seed(rank_seed(cfg.train.seed + step, ctx.world.rank))
         crops = take_crops(x, loud_crop_starts(x, cfg.loss.crop_frames, gen), cfg.loss.crop_frames)
     lc = cfg.loss
-    swap = (lc.static_size, lc.static_criterion) if lc.w_swap_static > 0 or lc.w_swap_dynamic > 0 else None
-    out = fit.net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=fit.reduce, crops=crops, swap=swap)
+    swapping = lc.w_swap_static > 0 or lc.w_swap_dynamic > 0 or lc.w_swap_back > 0
+    swap = (lc.static_size, lc.static_criterion) if swapping else None
+    out = fit.net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=fit.reduce, crops=crops, swap=swap,
+                  swap_back=lc.w_swap_back > 0)
     total, parts = compute_losses(x, out, cfg.loss)
     ok, values = ctx.agree(total, parts)
     if not ok:
