@@ -140,3 +140,39 @@ def test_publish_weights_from_a_running_training_stops_at_the_checkpoint(tmp_pat
     steps = [json.loads(line)["step"] for line in (dst / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 4 and not (dst / "result.json").exists()
     assert json.loads((dst / "config.json").read_text())["data"]["path"] == "data/shapes"
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "judge-shapes" / "judge.pt").is_file(), reason="no shapes judge in weights/")
+def test_swap_errors_breaks_the_errors_down_by_source(tmp_path) -> None:
+    import dataclasses
+
+    from conftest import tiny_config
+    from skd.data import load_dataset
+    from skd.training.loop import train
+
+    cfg = tiny_config(max_steps=2)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_test=96))
+    train(cfg, tmp_path / "run", load_dataset(cfg.data)[0], progress=False)
+    out = tmp_path / "errors.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "swap_errors.py"), "--run", str(tmp_path / "run"),
+         "--judge", str(ROOT / "weights" / "judge-shapes"), "--data", "shapes", "--head", "color", "--by", "motion",
+         "--batch-size", "32", "--n", "96", "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["n"] == 96 and res["errors"] == round((1 - res["accuracy"]) * 96)
+    assert res["random_error_share"] == pytest.approx(1 / 5)  # 6 colours
+    assert 0 <= res["errors_reading_the_dynamic_source"] <= 1
+    # the per-class error rates average back to the overall error rate
+    test = load_dataset(cfg.data)[1]
+    counts = np.bincount(test.labels["color"].numpy()[:96], minlength=6)
+    names = [f for f in test.factors if f.name == "color"][0].values
+    rates = res["error_by_class"]
+    assert sum(rates[n] * counts[i] for i, n in enumerate(names) if n in rates) == pytest.approx(res["errors"])
+    assert "| motion |" in proc.stdout and len(res["error_by_static_source"]) <= 9
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "swap_errors.py"), "--run", str(tmp_path / "run"),
+                          "--judge", str(ROOT / "weights" / "judge-shapes"), "--data", "shapes", "--head", "hat"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "no factor 'hat'" in bad.stderr
