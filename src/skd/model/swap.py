@@ -33,10 +33,14 @@ back by the encoder, are put together again and decoded:
 
     x̂_b = dec(z'_D,b + z'_S,π⁻¹(b)),      L_back = MSE(x̂, x)                         (swap back)
 
-against the real frames x. Unlike the latent targets, this one cannot be met by an encoder that
-reads a swap loosely: if a swap rendered the donor's appearance only in part, or its dynamic part
-carries the appearance it was rendered with, the character comes back in the wrong colours and
-the pixels say so. Gradients flow through both swaps, the encoder and the decoder.
+against the real frames x. Unlike the latent targets, this one is read by the pixels, not by
+the model's own encoder: if the dynamic part of a swap carries the appearance it was rendered
+with, the character comes back in the donor's colours and the reconstruction error says so.
+One way around it is left open: a decoder that ignores the swap altogether (draws b's own
+appearance from b's dynamic part) comes back right; the static target, which asks the swap to
+hold the donor's static part, closes it, so the term is meant to be used with
+``loss.w_swap_static`` (docs/ABLATIONS.md, "Swapping back"). Gradients flow through both swaps,
+the encoder and the decoder.
 """
 from __future__ import annotations
 
