@@ -20,6 +20,7 @@ import json
 
 import numpy as np
 import torch
+from _test_split import add_test_split_args, load_model_and_test
 
 
 def parts_of(model, cfg, x: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
@@ -78,24 +79,9 @@ def probe(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="run folder or checkpoint")
-    ap.add_argument("--data", required=True, help="Sprites folder (or any data spec with labels)")
-    ap.add_argument("--batch-size", type=int, default=256, help="sequences per C fit (default 256, the reference)")
-    ap.add_argument("--n", type=int, default=2560, help="test sequences used (a multiple of --batch-size)")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", help="also write the numbers here")
+    add_test_split_args(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from skd.data import data_config_from_spec, load_dataset
-    from skd.training.loop import load_run
-
-    model, cfg = load_run(args.run, precision="auto")
-    _, test = load_dataset(data_config_from_spec(args.data, cfg.data))
-    if test is None:
-        raise SystemExit(f"{args.data}: no test split")
-    n = min(args.n, len(test)) // args.batch_size * args.batch_size
+    model, cfg, test, n = load_model_and_test(args)
     x = test.batch(torch.arange(n), "cpu")
     stat, dyn, dep = parts_of(model, cfg, x, args.batch_size)
     _, _, dep32 = parts_of(model, cfg, x[:1024], 32)

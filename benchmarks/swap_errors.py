@@ -25,6 +25,7 @@ import json
 
 import numpy as np
 import torch
+from _test_split import add_test_split_args, load_model_and_test
 
 
 def swap_readings(model, loss, judge, test, head: str, n: int, batch_size: int, seed: int
@@ -59,39 +60,23 @@ def error_table(wrong: np.ndarray, labels: np.ndarray, factor) -> dict[str, floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="run folder or checkpoint")
+    add_test_split_args(ap)
     ap.add_argument("--judge", required=True, help="judge folder or judge.pt")
-    ap.add_argument("--data", required=True, help="Sprites folder (or any data spec with labels)")
     ap.add_argument("--head", default="skin", help="the kept (static) head to examine (default skin)")
     ap.add_argument("--by", default="action", help="the label the errors are broken down by (default action)")
-    ap.add_argument("--batch-size", type=int, default=256, help="sequences per C fit (default 256, the reference)")
-    ap.add_argument("--n", type=int, default=2560, help="test sequences used (a multiple of --batch-size)")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from skd.data import data_config_from_spec, load_dataset
     from skd.evaluation.judge import check_judge_matches, load_judge
     from skd.model.fold import inference_copy
-    from skd.training.loop import load_run
 
-    model, cfg = load_run(args.run, precision="auto")
+    model, cfg, test, n = load_model_and_test(args)
     model = inference_copy(model)
     judge, _ = load_judge(args.judge)
     judge = inference_copy(judge, channels_last=True)
-    _, test = load_dataset(data_config_from_spec(args.data, cfg.data))
-    if test is None:
-        raise SystemExit(f"error: {args.data}: no test split")
     check_judge_matches(judge, test)
     factors = {f.name: f for f in test.factors}
     for name in (args.head, args.by):
         if name not in factors:
             raise SystemExit(f"error: no factor {name!r} in the data (factors: {', '.join(factors)})")
-    n = min(args.n, len(test)) // args.batch_size * args.batch_size
-    if n == 0:
-        raise SystemExit(f"error: --n and the test split ({len(test)}) hold no whole batch of {args.batch_size}")
     read, source = swap_readings(model, cfg.loss, judge, test, args.head, n, args.batch_size, args.seed)
     true = test.labels[args.head].numpy()[:n]
     by = test.labels[args.by].numpy()[:n]

@@ -93,7 +93,8 @@ def test_paired_step_compares_two_trees_on_the_same_losses(tmp_path) -> None:
     assert "| after |" in proc.stdout and "loss part over the 2 steps: 0.00e+00" in proc.stdout
 
 
-def test_part_probes_reads_every_factor_from_both_parts(tmp_path) -> None:
+def _tiny_run(run: Path):
+    """Train the tiny shapes model 2 steps into ``run`` (96 test sequences); its config."""
     import dataclasses
 
     from conftest import tiny_config
@@ -102,7 +103,12 @@ def test_part_probes_reads_every_factor_from_both_parts(tmp_path) -> None:
 
     cfg = tiny_config(max_steps=2)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_test=96))
-    train(cfg, tmp_path / "run", load_dataset(cfg.data)[0], progress=False)
+    train(cfg, run, load_dataset(cfg.data)[0], progress=False)
+    return cfg
+
+
+def test_part_probes_reads_every_factor_from_both_parts(tmp_path) -> None:
+    cfg = _tiny_run(tmp_path / "run")
     out = tmp_path / "probes.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "part_probes.py"), "--run", str(tmp_path / "run"), "--data", "shapes",
@@ -144,15 +150,7 @@ def test_publish_weights_from_a_running_training_stops_at_the_checkpoint(tmp_pat
 
 @pytest.mark.skipif(not (ROOT / "weights" / "judge-shapes" / "judge.pt").is_file(), reason="no shapes judge in weights/")
 def test_swap_errors_breaks_the_errors_down_by_source(tmp_path) -> None:
-    import dataclasses
-
-    from conftest import tiny_config
-    from skd.data import load_dataset
-    from skd.training.loop import train
-
-    cfg = tiny_config(max_steps=2)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_test=96))
-    train(cfg, tmp_path / "run", load_dataset(cfg.data)[0], progress=False)
+    cfg = _tiny_run(tmp_path / "run")
     out = tmp_path / "errors.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "swap_errors.py"), "--run", str(tmp_path / "run"),
@@ -166,6 +164,8 @@ def test_swap_errors_breaks_the_errors_down_by_source(tmp_path) -> None:
     assert res["random_error_share"] == pytest.approx(1 / 5)  # 6 colours
     assert 0 <= res["errors_reading_the_dynamic_source"] <= 1
     # the per-class error rates average back to the overall error rate
+    from skd.data import load_dataset
+
     test = load_dataset(cfg.data)[1]
     counts = np.bincount(test.labels["color"].numpy()[:96], minlength=6)
     names = [f for f in test.factors if f.name == "color"][0].values
@@ -173,6 +173,7 @@ def test_swap_errors_breaks_the_errors_down_by_source(tmp_path) -> None:
     assert sum(rates[n] * counts[i] for i, n in enumerate(names) if n in rates) == pytest.approx(res["errors"])
     assert "| motion |" in proc.stdout and len(res["error_by_static_source"]) <= 9
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "swap_errors.py"), "--run", str(tmp_path / "run"),
-                          "--judge", str(ROOT / "weights" / "judge-shapes"), "--data", "shapes", "--head", "hat"],
+                          "--judge", str(ROOT / "weights" / "judge-shapes"), "--data", "shapes", "--head", "hat",
+                          "--batch-size", "32", "--n", "96"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "no factor 'hat'" in bad.stderr
