@@ -101,11 +101,14 @@ def test_loss_term_is_added_and_checked() -> None:
             load_config(None, [f"loss.{key}=-1"])
 
 
+def _tiny_model_and_frames(seed: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """An untrained tiny model in eval mode and random frames x (6, 8, 3, 32, 32)."""
+    torch.manual_seed(seed)
+    return build_model(tiny_config()).eval(), torch.rand(6, 8, 3, 32, 32)
+
+
 def test_forward_decodes_and_reencodes_the_swaps() -> None:
-    cfg = tiny_config()
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    x = torch.rand(6, 8, 3, 32, 32)
+    model, x = _tiny_model_and_frames(0)
     with torch.no_grad():
         plain = model(x)
         out = model(x, swap=(3, "ball"))
@@ -157,10 +160,7 @@ def test_swap_back_term_is_the_mse_to_the_real_frames() -> None:
 
 
 def test_forward_decodes_the_swaps_put_back_together() -> None:
-    cfg = tiny_config()
-    torch.manual_seed(1)
-    model = build_model(cfg).eval()
-    x = torch.rand(6, 8, 3, 32, 32)
+    model, x = _tiny_model_and_frames(1)
     with torch.no_grad():
         out = model(x, swap=(3, "ball"), swap_back=True)
         plain = model(x, swap=(3, "ball"))
