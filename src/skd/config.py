@@ -135,6 +135,7 @@ class LossConfig:
     w_swap_static: float = 0.0  # swap consistency (skd.model.swap): a decoded swap, encoded again, holds the donor's static part
     w_swap_dynamic: float = 0.0  # ... and its own dynamic part
     w_swap_back: float = 0.0  # ... and the swaps' parts put back together decode to the real frames (MSE)
+    swap_reader: Literal["trained", "frozen"] = "trained"  # re-encode swaps with the encoder learning from them, or holding it fixed
 
     def __post_init__(self) -> None:
         check_finite(self, "loss")

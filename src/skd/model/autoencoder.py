@@ -33,6 +33,15 @@ class ModelOutput:
     x_back: torch.Tensor | None = None  # (B, T, ...) decode of the swaps' parts put back together (loss.w_swap_back)
 
 
+def _call(module: nn.Module, x: torch.Tensor, frozen: bool) -> torch.Tensor:
+    """``module(x)``; with ``frozen``, with the module's parameters detached (constants of this call:
+    no gradient reaches them through it), its buffers (BatchNorm statistics) used and updated as usual."""
+    if not frozen:
+        return module(x)
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, (x,))
+
+
 class TemporalLSTM(nn.Module):
     """A 1-layer LSTM k → k over time, or the identity when disabled."""
 
@@ -99,17 +108,18 @@ class KoopmanAE(nn.Module):
         if x.ndim != 2 + len(want) or tuple(x.shape[2:]) != want or x.shape[1] < 2:
             raise ValueError(f"input shape {tuple(x.shape)} does not match (B, T>=2, {', '.join(map(str, want))})")
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, *frame) -> (B, T, k)."""
+    def encode(self, x: torch.Tensor, *, frozen: bool = False) -> torch.Tensor:
+        """(B, T, *frame) -> (B, T, k). ``frozen``: the encoder's parameters are constants of this
+        call (gradients reach x, never the encoder's weights); BatchNorm behaves as in a plain call."""
         b, t = x.shape[:2]
         frames = x.reshape(b * t, *x.shape[2:])  # (B·T, *frame)
         if self.channels_last and frames.ndim == 4:
             frames = frames.contiguous(memory_format=torch.channels_last)
         with frame_autocast(x.device.type, self.frame_autocast):
-            h = self.frame_encoder(frames)  # (B·T, k)
+            h = _call(self.frame_encoder, frames, frozen)  # (B·T, k)
         h = h.to(x.dtype)  # back from bf16 (ours or a caller's autocast): the rest runs in x's precision
         with full_precision(x.device.type):
-            return self.enc_lstm(h.reshape(b, t, -1))  # (B, T, k)
+            return _call(self.enc_lstm, h.reshape(b, t, -1), frozen)  # (B, T, k)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, T, k) -> (B, T, *frame)."""
@@ -146,13 +156,16 @@ class KoopmanAE(nn.Module):
         crops: torch.Tensor | None = None,
         swap: tuple[int, str] | None = None,
         swap_back: bool = False,
+        frozen_reader: bool = False,
     ) -> ModelOutput:
         """``reduce``: sum over processes for a global Koopman fit (see :func:`skd.koopman.normal_equations`).
         ``crops`` (B, L, *frame): short crops of x, encoded on their own for the crop-consistency
         loss (:mod:`skd.model.crop`); their latents are ``z_crop``.
         ``swap`` (static_size, static_criterion): also decode the batch's swaps under this batch's
         eigen split and encode them again, for the swap-consistency loss (:mod:`skd.model.swap`);
-        with ``swap_back``, also decode their parts put back together (``x_back``, for L_back).
+        with ``swap_back``, also decode their parts put back together (``x_back``, for L_back);
+        with ``frozen_reader``, the swaps are encoded again by the encoder held fixed (gradients of
+        the swap terms reach the decoder only; ``loss.swap_reader = "frozen"``).
         """
         z = self.encode(x)  # (B, T, k)
         z_crop = self.encode(crops) if crops is not None else None  # (B, L, k)
@@ -169,7 +182,7 @@ class KoopmanAE(nn.Module):
             return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop)
         partner = swap_partner(z.shape[0])
         x_rec, x_pred, x_swap = self.decode_many(self.dropout(z), z_pred, swapped_latents(z, projector, partner))
-        z_cycle = self.encode(x_swap)  # (B, T, k)
+        z_cycle = self.encode(x_swap, frozen=frozen_reader)  # (B, T, k)
         x_back = self.decode(swap_back_latents(z_cycle, projector, partner)) if swap_back else None
         return ModelOutput(z=z, z_pred=z_pred, C=C, x_rec=x_rec, x_pred=x_pred, z_crop=z_crop,
                            projector=projector, partner=partner, z_cycle=z_cycle, x_back=x_back)

@@ -41,6 +41,14 @@ appearance from b's dynamic part) comes back right; the static target, which ask
 hold the donor's static part, closes it, so the term is meant to be used with
 ``loss.w_swap_static`` (docs/ABLATIONS.md, "Swapping back"). Gradients flow through both swaps,
 the encoder and the decoder.
+
+Who reads the swaps back (``loss.swap_reader``). With ``"trained"`` the encoder that re-encodes a
+swap learns from these terms like the decoder that drew it, so the two can settle on a private
+code: a swap drawn with a slightly wrong skin tone passes if the encoder learns to read that tone
+as the donor's. With ``"frozen"`` the re-encoding pass uses the encoder's weights as constants
+(:meth:`skd.model.autoencoder.KoopmanAE.encode` with ``frozen=True``); the encoder still learns
+from real frames and from the latents it hands to the swap, but not from reading swaps, so a
+swap passes only if it looks right to an encoder taught by real frames.
 """
 from __future__ import annotations
 

@@ -504,7 +504,7 @@ def _train_step(fit: _Fit, x: torch.Tensor, cfg: Config, step: int, ctx: RunCont
     swapping = lc.w_swap_static > 0 or lc.w_swap_dynamic > 0 or lc.w_swap_back > 0
     swap = (lc.static_size, lc.static_criterion) if swapping else None
     out = fit.net(x, ridge=cfg.loss.ridge, rcond=cfg.loss.rcond, reduce=fit.reduce, crops=crops, swap=swap,
-                  swap_back=lc.w_swap_back > 0)
+                  swap_back=lc.w_swap_back > 0, frozen_reader=lc.swap_reader == "frozen")
     total, parts = compute_losses(x, out, cfg.loss)
     ok, values = ctx.agree(total, parts)
     if not ok:
