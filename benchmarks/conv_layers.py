@@ -4,7 +4,7 @@
 
 For every stride-2 layer of the 64×64 encoder and decoder (not the 4×4 ↔ k layers) at conv width ``--width`` (32 = paper size) and
 ``--frames`` frames (batch 32 × 8 = 256), in bf16 channels_last as ``skd train`` runs them on a
-CPU with bf16 instructions, it times oneDNN's forward and its two backward products
+CPU with bf16 instructions (``--dtype fp32``: float32, as on the others), it times oneDNN's forward and its two backward products
 (``aten::convolution_backward`` with one output each), and the weight gradient computed instead
 as one GEMM over explicit patches (im2col: the windows copied into a (frames·positions,
 k·k·channels) matrix, then ``gradᵀ @ patches``). The best of ``--reps`` is printed per cell and
@@ -52,13 +52,16 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16",
+                    help="bf16 (what skd trains in on CPUs with bf16 instructions) or fp32 (on the others)")
     args = ap.parse_args()
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     torch.set_num_threads(args.threads)
     args_conv = ([2, 2], [1, 1], [1, 1])
     cases = {}
     for name, (xs, ws, tr) in layers(args.width, args.frames).items():
-        x = torch.randn(xs).to(torch.bfloat16).contiguous(memory_format=CL)
-        w = (torch.randn(ws) / ws[1] ** 0.5).to(torch.bfloat16).contiguous(memory_format=CL)
+        x = torch.randn(xs).to(dtype).contiguous(memory_format=CL)
+        w = (torch.randn(ws) / ws[1] ** 0.5).to(dtype).contiguous(memory_format=CL)
         y = torch.ops.aten.convolution(x, w, None, *args_conv, tr, [0, 0], 1)
         g = torch.randn_like(y)
 
@@ -81,7 +84,7 @@ def main() -> None:
             for part, fn in fns.items():
                 t = seconds(fn)
                 times[(name, part)] = min(times.get((name, part), float("inf")), t)
-    print(f"bf16 channels_last, {args.frames} frames, width {args.width}, {args.threads} thread(s), torch {torch.__version__}; "
+    print(f"{args.dtype} channels_last, {args.frames} frames, width {args.width}, {args.threads} thread(s), torch {torch.__version__}; "
           f"best of {args.reps}, ms (GFLOP/s)")
     print()
     parts = ["forward", "grad input", "grad weight (oneDNN)", "grad weight (GEMM)"]
