@@ -164,8 +164,9 @@ class KoopmanAE(nn.Module):
         ``swap`` (static_size, static_criterion): also decode the batch's swaps under this batch's
         eigen split and encode them again, for the swap-consistency loss (:mod:`skd.model.swap`);
         with ``swap_back``, also decode their parts put back together (``x_back``, for L_back);
-        with ``frozen_reader``, the swaps are encoded again by the encoder held fixed (gradients of
-        the swap terms reach the decoder only; ``loss.swap_reader = "frozen"``).
+        with ``frozen_reader``, the swaps are encoded again by the encoder held fixed (reading them
+        adds no gradient to the encoder's weights; the latents it hands to the swap still get one;
+        ``loss.swap_reader = "frozen"``).
         """
         z = self.encode(x)  # (B, T, k)
         z_crop = self.encode(crops) if crops is not None else None  # (B, L, k)
