@@ -31,6 +31,44 @@ def test_paper_size_parameter_count() -> None:
     assert 1.6e6 < n < 1.9e6  # METHOD.md: about 1.74 M for encoder + decoder
 
 
+def test_pooled_channels_do_not_see_where_a_feature_is() -> None:
+    """model.pooled: the last P channels read the feature map averaged over positions, so any
+    permutation of the map's positions leaves them unchanged and moves the 4×4 head's channels."""
+    from skd.model.nets.conv import ConvEncoder
+
+    enc = ConvEncoder(image_size=32, width=4, k=10, pooled=3).eval()
+    h = torch.randn(5, 32, 4, 4)  # what the trunk (3 stages, width 4 -> 32 channels) hands on
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+    h_perm = h.flatten(2)[:, :, perm].reshape(h.shape)
+    enc.net = nn.Identity()  # feed the map directly
+    a, b = enc(h), enc(h_perm)
+    assert a.shape == (5, 10)
+    torch.testing.assert_close(a[:, 7:], b[:, 7:])
+    assert not torch.allclose(a[:, :7], b[:, :7])
+
+
+def test_pooled_encoder_codes_and_gradients() -> None:
+    m = KoopmanAE(ModelConfig(image_size=32, width=4, k=8, pooled=3))
+    x = torch.rand(2, 4, 3, 32, 32)
+    out = m(x)
+    assert out.z.shape == (2, 4, 8) and out.z.abs().max() < 1
+    out.x_rec.square().mean().backward()
+    enc = m.frame_encoder
+    assert enc.pool_head[1].weight.grad.abs().sum() > 0 and enc.head[0].weight.grad.abs().sum() > 0
+    plain = KoopmanAE(ModelConfig(image_size=32, width=4, k=8))  # pooled = 0: the paper's encoder
+    assert not hasattr(plain.frame_encoder, "pool_head")
+    n_plain = sum(p.numel() for p in plain.parameters())
+    assert sum(p.numel() for p in m.parameters()) == n_plain - 3 * 32 * 16 + 3 * 32  # 4×4 head -> 1×1 for 3 channels
+
+
+@pytest.mark.parametrize("pooled", [-1, 8, 9])
+def test_pooled_out_of_range_is_a_config_error(pooled: int) -> None:
+    from skd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.pooled"):
+        ModelConfig(k=8, pooled=pooled)
+
+
 def test_mlp_model_shapes_and_linear_output() -> None:
     m = KoopmanAE(ModelConfig(kind="mlp", input_dim=7, hidden=16, k=5))
     x = torch.randn(4, 6, 7) * 10

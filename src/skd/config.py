@@ -77,6 +77,7 @@ class ModelConfig:
     lstm: bool = True  # LSTM k -> k after the encoder and before the decoder
     dropout: float = 0.2  # on Z before the reconstruction decode (reference code)
     output: Literal["auto", "sigmoid", "linear"] = "auto"  # decoder output; auto: conv sigmoid, mlp linear
+    pooled: int = 0  # conv: latent channels read from the position-averaged last feature map (0 = off, the paper)
 
     def __post_init__(self) -> None:
         check_finite(self, "model")
@@ -92,6 +93,8 @@ class ModelConfig:
             raise ConfigError(f"model.input_dim={self.input_dim} must be >= 1 for model.kind='mlp'")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if not 0 <= self.pooled < self.k:
+            raise ConfigError(f"model.pooled={self.pooled} must be in [0, model.k={self.k})")
 
 
 def resolve_model_config(cfg: ModelConfig, frame_shape: tuple[int, ...]) -> ModelConfig:

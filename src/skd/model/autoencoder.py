@@ -59,7 +59,8 @@ def build_frame_nets(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """The per-frame encoder and decoder that ``cfg`` describes."""
     if cfg.kind in ("conv", "auto"):
         out = "sigmoid" if cfg.output == "auto" else cfg.output
-        enc = ConvEncoder(in_channels=cfg.channels, image_size=cfg.image_size, width=cfg.width, k=cfg.k)
+        enc = ConvEncoder(in_channels=cfg.channels, image_size=cfg.image_size, width=cfg.width, k=cfg.k,
+                          pooled=cfg.pooled)
         dec = ConvDecoder(out_channels=cfg.channels, image_size=cfg.image_size, width=cfg.width, k=cfg.k, output=out)
         return enc, dec
     if cfg.kind == "mlp":

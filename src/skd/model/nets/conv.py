@@ -42,10 +42,23 @@ def _stages(image_size: int) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Frames (N, C, H, W) -> codes (N, k) in (-1, 1)."""
+    """Frames (N, C, H, W) -> codes (N, k) in (-1, 1).
 
-    def __init__(self, *, in_channels: int = 3, image_size: int = 64, width: int = 32, k: int = 40) -> None:
+    ``pooled`` > 0 (ours, not the paper's): the last ``pooled`` of the k channels are read from
+    the last feature map averaged over its positions (global average pooling, then a 1×1 conv
+    + BN + Tanh), the first k - pooled from the usual 4×4 head. An averaged map does not change
+    when the object only moves, so what the object *is* (shape, colour, size) gets coordinates
+    that stay constant through a sequence: the static part of the Koopman split (paper Eq. 5)
+    can hold it without taking the position with it. ``pooled`` = 0 is the paper's encoder,
+    parameter for parameter.
+    """
+
+    def __init__(
+        self, *, in_channels: int = 3, image_size: int = 64, width: int = 32, k: int = 40, pooled: int = 0
+    ) -> None:
         super().__init__()
+        if not 0 <= pooled < k:
+            raise ValueError(f"pooled={pooled} must be in [0, k={k})")
         n = _stages(image_size)
         layers: list[nn.Module] = []
         c_in = in_channels
@@ -54,12 +67,23 @@ class ConvEncoder(nn.Module):
             conv = _tagged(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), (image_size >> (i + 1)) ** 2)
             layers += [conv, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
-        layers += [_tagged(nn.Conv2d(c_in, k, 4, 1, 0, bias=False), 1), nn.BatchNorm2d(k), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        head = [_tagged(nn.Conv2d(c_in, k - pooled, 4, 1, 0, bias=False), 1), nn.BatchNorm2d(k - pooled), nn.Tanh()]
+        if pooled:
+            self.net = nn.Sequential(*layers)  # (N, 8w, 4, 4)
+            self.head = nn.Sequential(*head)
+            self.pool_head = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), nn.Conv2d(c_in, pooled, 1, bias=False), nn.BatchNorm2d(pooled), nn.Tanh()
+            )
+        else:
+            self.net = nn.Sequential(*layers, *head)
         self.k = k
+        self.pooled = pooled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1)  # (N, k)
+        h = self.net(x)
+        if not self.pooled:
+            return h.flatten(1)  # (N, k)
+        return torch.cat([self.head(h).flatten(1), self.pool_head(h).flatten(1)], dim=1)  # (N, k)
 
 
 class ConvDecoder(nn.Module):
