@@ -175,6 +175,10 @@ def run_audio(args: argparse.Namespace) -> dict[str, Any]:
         if res.swap.get("speaker_probe", "train") != "train":
             line += "   (speaker probe fitted on the unswapped test chunks: test speakers unseen in training)"
         print(line)
+    for part, pairs in res.confusions.items():
+        if pairs:
+            print(f"  speaker probe on {part}, most frequent mistakes (true -> read, count): "
+                  + ", ".join(f"{t} -> {p} ({n})" for t, p, n in pairs))
     return res.to_dict()
 
 

@@ -93,6 +93,8 @@ class AudioEval:
     fit_batch: int
     extra: dict[str, Any] = field(default_factory=dict)
     swap: dict[str, Any] = field(default_factory=dict)  # see :func:`swap_check`
+    # part -> the speaker probe's most frequent mistakes [(true, predicted, count)], train->test probes only
+    confusions: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +168,21 @@ def swap_check(
     return out
 
 
+def probe_confusions(train: dict, test: dict, key: str, part: str, names: tuple[str, ...] = (), k: int = 5
+                     ) -> list[tuple[str, str, int]]:
+    """The ``k`` most frequent mistakes (true, predicted, count) of the ``key`` probe on ``part``,
+    fitted on the training utterances and read on the test ones (classes seen in training)."""
+    from .metrics import top_confusions
+
+    y_tr, y_te = train[f"label:{key}"], test[f"label:{key}"]
+    pred = LinearProbe().fit(train[part], y_tr).predict(test[part])
+    n = int(max(y_tr.max(), y_te.max(), pred.max())) + 1
+    m = np.zeros((n, n), dtype=np.int64)
+    np.add.at(m, (y_te.numpy(), torch.as_tensor(pred).numpy()), 1)
+    names = tuple(names) if len(names) == n else tuple(str(i) for i in range(n))
+    return top_confusions(m, names, k=k)
+
+
 def _probe(train: dict, test: dict, key: str, part: str) -> tuple[float, str]:
     y_tr, y_te = train[f"label:{key}"], test[f"label:{key}"]
     if set(y_te.tolist()) <= set(y_tr.tolist()):
@@ -205,6 +222,10 @@ def evaluate_audio(
         c_dyn, _ = _probe(e_tr, e_te, content, "dynamic")
         c_sta, _ = _probe(e_tr, e_te, content, "static")
         c_chance = chance_level(e_te[f"label:{content}"])
+    confusions = {}
+    if protocol == "train->test":
+        names = next((f.values for f in test.factors if f.name == speaker), ())
+        confusions = {part: probe_confusions(e_tr, e_te, speaker, part, names) for part in ("static", "dynamic")}
     return AudioEval(
         static_eer=speaker_eer(e_te["static"], spk),
         dynamic_eer=speaker_eer(e_te["dynamic"], spk),
@@ -218,4 +239,5 @@ def evaluate_audio(
         n_static=int(basis.static.sum()), k=int(basis.static.shape[0]), probe_protocol=protocol, coords=coords,
         fit_batch=min(fit_batch, len(train)), extra={"content_factor": content},
         swap=swap_check(model, train, test, basis, speaker=speaker, content=content, coords=coords, seed=seed),
+        confusions=confusions,
     )
