@@ -46,11 +46,13 @@ class ConvEncoder(nn.Module):
 
     ``pooled`` > 0 (ours, not the paper's): the last ``pooled`` of the k channels are read from
     the last feature map averaged over its positions (global average pooling, then a 1×1 conv
-    + BN + Tanh), the first k - pooled from the usual 4×4 head. An averaged map does not change
-    when the object only moves, so what the object *is* (shape, colour, size) gets coordinates
-    that stay constant through a sequence: the static part of the Koopman split (paper Eq. 5)
-    can hold it without taking the position with it. ``pooled`` = 0 is the paper's encoder,
-    parameter for parameter.
+    + BN + Tanh), the first k - pooled from the usual 4×4 head. An averaged map changes little
+    when the object only moves (not at all for moves by whole map cells away from the borders),
+    so what the object *is* (shape, colour, size) gets coordinates that stay nearly constant
+    through a sequence, for the static part of the Koopman split (paper Eq. 5). On the demo it
+    carries shape into the swaps but lets motion into the static part (docs/experiments.md,
+    2026-12-08), so no preset uses it. ``pooled`` = 0 is the paper's encoder, parameter for
+    parameter.
     """
 
     def __init__(
