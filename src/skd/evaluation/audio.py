@@ -17,8 +17,7 @@ from ..pipelines import ops
 from ..config import Config
 from ..data.base import SequenceData
 from ..model import KoopmanAE
-from .probes import (Coordinates, LinearProbe, chance_level, cv_probe_accuracy, group_mean, part_embeddings,
-                    probe_accuracy)
+from .probes import Coordinates, LinearProbe, chance_level, cv_probe_accuracy, group_mean, part_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -168,26 +167,27 @@ def swap_check(
     return out
 
 
-def probe_confusions(train: dict, test: dict, key: str, part: str, names: tuple[str, ...] = (), k: int = 5
-                     ) -> list[tuple[str, str, int]]:
-    """The ``k`` most frequent mistakes (true, predicted, count) of the ``key`` probe on ``part``,
-    fitted on the training utterances and read on the test ones (classes seen in training)."""
-    from .metrics import top_confusions
+def prediction_confusions(pred: torch.Tensor, y: torch.Tensor, names: tuple[str, ...] = (), k: int = 5
+                          ) -> list[tuple[str, str, int]]:
+    """The ``k`` most frequent mistakes (true, predicted, count) of predictions ``pred`` (U,)
+    against labels ``y`` (U,), by class name when ``names`` covers every class."""
+    from .metrics import confusion_matrix, top_confusions
 
-    y_tr, y_te = train[f"label:{key}"], test[f"label:{key}"]
-    pred = LinearProbe().fit(train[part], y_tr).predict(test[part])
-    n = int(max(y_tr.max(), y_te.max(), pred.max())) + 1
-    m = np.zeros((n, n), dtype=np.int64)
-    np.add.at(m, (y_te.numpy(), torch.as_tensor(pred).numpy()), 1)
+    pred, y = torch.as_tensor(pred).long(), torch.as_tensor(y).long()
+    n = max(int(pred.max()), int(y.max())) + 1
+    m = confusion_matrix(torch.nn.functional.one_hot(pred, n).double(), y)  # one-hot scores: argmax = pred
     names = tuple(names) if len(names) == n else tuple(str(i) for i in range(n))
     return top_confusions(m, names, k=k)
 
 
-def _probe(train: dict, test: dict, key: str, part: str) -> tuple[float, str]:
+def _probe(train: dict, test: dict, key: str, part: str) -> tuple[float, str, torch.Tensor | None]:
+    """(accuracy, protocol, test predictions or None): fitted on the training utterances when the
+    test classes were all seen there, else cross-validated on the test utterances (no predictions)."""
     y_tr, y_te = train[f"label:{key}"], test[f"label:{key}"]
     if set(y_te.tolist()) <= set(y_tr.tolist()):
-        return probe_accuracy(train[part], y_tr, test[part], y_te), "train->test"
-    return cv_probe_accuracy(test[part], y_te), "4-fold CV on test"
+        pred = torch.as_tensor(LinearProbe().fit(train[part], y_tr).predict(test[part]))
+        return float((pred == torch.as_tensor(y_te)).double().mean()), "train->test", pred
+    return cv_probe_accuracy(test[part], y_te), "4-fold CV on test", None
 
 
 def evaluate_audio(
@@ -215,17 +215,16 @@ def evaluate_audio(
     spk = e_te[f"label:{speaker}"]
     if len(torch.unique(spk)) < 2:
         raise ValueError("EER needs test utterances from at least 2 speakers")
-    res_s, protocol = _probe(e_tr, e_te, speaker, "static")
-    res_d, _ = _probe(e_tr, e_te, speaker, "dynamic")
+    res_s, protocol, pred_s = _probe(e_tr, e_te, speaker, "static")
+    res_d, _, pred_d = _probe(e_tr, e_te, speaker, "dynamic")
     c_dyn = c_sta = c_chance = None
     if content is not None:
-        c_dyn, _ = _probe(e_tr, e_te, content, "dynamic")
-        c_sta, _ = _probe(e_tr, e_te, content, "static")
+        c_dyn = _probe(e_tr, e_te, content, "dynamic")[0]
+        c_sta = _probe(e_tr, e_te, content, "static")[0]
         c_chance = chance_level(e_te[f"label:{content}"])
-    confusions = {}
-    if protocol == "train->test":
-        names = next((f.values for f in test.factors if f.name == speaker), ())
-        confusions = {part: probe_confusions(e_tr, e_te, speaker, part, names) for part in ("static", "dynamic")}
+    names = next((f.values for f in test.factors if f.name == speaker), ())
+    confusions = {part: prediction_confusions(pred, spk, names)
+                  for part, pred in (("static", pred_s), ("dynamic", pred_d)) if pred is not None}
     return AudioEval(
         static_eer=speaker_eer(e_te["static"], spk),
         dynamic_eer=speaker_eer(e_te["dynamic"], spk),
